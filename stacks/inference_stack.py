@@ -1,0 +1,192 @@
+"""The SageMaker endpoint on Graviton that serves the trained model.tar.gz, with autoscaling and alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.foundation_stack import FoundationStack
+from stacks.settings import Settings
+
+VARIANT = "AllTraffic"
+# vCPUs per size suffix of the ml.* instance types the endpoint may use.
+VCPUS_BY_SIZE = {"medium": 1, "large": 2, "xlarge": 4}
+INVOCATIONS_PER_INSTANCE_TARGET = 600.0  # per minute; ~10 rps per instance, well under its capacity
+LATENCY_ALARM_MICROSECONDS = 500_000
+
+
+def vcpus(instance_type: str) -> int:
+    size = instance_type.rsplit(".", 1)[1]
+    if size in VCPUS_BY_SIZE:
+        return VCPUS_BY_SIZE[size]
+    return int(size.removesuffix("xlarge")) * VCPUS_BY_SIZE["xlarge"]
+
+
+def graviton_environment(instance_type: str) -> dict[str, str]:
+    """AWS's PyTorch tuning for Graviton: bf16 fast math in oneDNN, cached primitives, huge pages."""
+    return {
+        "DNNL_DEFAULT_FPMATH_MODE": "BF16",
+        "LRU_CACHE_CAPACITY": "1024",
+        "THP_MEM_ALLOC_ENABLE": "1",
+        "OMP_NUM_THREADS": str(vcpus(instance_type)),
+    }
+
+
+class InferenceStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        foundation: FoundationStack,
+        model_data_url: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self.foundation = foundation
+        self.model_data_url = model_data_url
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=foundation.vpc,
+            description="Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
+            allow_all_outbound=True,
+        )
+        self.volume_key = kms.Key(
+            self,
+            "EndpointVolumeKey",
+            description="Encrypts the endpoint instances' storage volumes",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self.model = self._model()
+        self.endpoint_config = self._endpoint_config()
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name
+        )
+        self._autoscaling()
+        self.alarms = self._alarms()
+        CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
+
+    def _model(self) -> sagemaker.CfnModel:
+        self._allow_reading_external_model()
+        private_subnets = self.foundation.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.foundation.endpoint_role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=self.settings.inference_image,
+                model_data_url=self.model_data_url,
+                environment={
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    "SAGEMAKER_REGION": self.region,
+                    **graviton_environment(self.settings.endpoint_instance_type),
+                },
+            ),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                security_group_ids=[self.security_group.security_group_id],
+                subnets=private_subnets.subnet_ids,
+            ),
+        )
+        # The role's policy must be in place before SageMaker validates the model against it.
+        model.node.add_dependency(self.foundation.endpoint_role)
+        return model
+
+    def _allow_reading_external_model(self) -> None:
+        """A `modelDataUrl` outside the artifact bucket gets a grant for exactly that object."""
+        if self.settings.trains:
+            return
+        bucket_and_key = self.settings.model_data_url.removeprefix("s3://")
+        iam.Policy(
+            self,
+            "ExternalModelAccess",
+            roles=[self.foundation.endpoint_role],
+            statements=[
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:{self.partition}:s3:::{bucket_and_key}"])
+            ],
+        )
+
+    def _endpoint_config(self) -> sagemaker.CfnEndpointConfig:
+        return sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            kms_key_id=self.volume_key.key_arn,
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=VARIANT,
+                    model_name=self.model.attr_model_name,
+                    instance_type=self.settings.endpoint_instance_type,
+                    initial_instance_count=self.settings.endpoint_instance_count,
+                    initial_variant_weight=1.0,
+                )
+            ],
+        )
+
+    def _autoscaling(self) -> None:
+        target = autoscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{self.endpoint.attr_endpoint_name}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=self.settings.autoscaling_min_capacity,
+            max_capacity=self.settings.autoscaling_max_capacity,
+        )
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=INVOCATIONS_PER_INSTANCE_TARGET,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+    def _alarms(self) -> list[cloudwatch.Alarm]:
+        dimensions = {"EndpointName": self.endpoint.attr_endpoint_name, "VariantName": VARIANT}
+        errors = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions_map=dimensions,
+            statistic="Sum",
+            period=Duration.minutes(5),
+        )
+        latency = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",
+            dimensions_map=dimensions,
+            statistic="p99",
+            period=Duration.minutes(5),
+        )
+        return [
+            errors.create_alarm(
+                self,
+                "Invocation5XXAlarm",
+                alarm_description="The endpoint answered with 5XX errors",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            latency.create_alarm(
+                self,
+                "ModelLatencyAlarm",
+                alarm_description="p99 model latency above 500 ms for 15 minutes",
+                threshold=LATENCY_ALARM_MICROSECONDS,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]

@@ -1,0 +1,29 @@
+"""Secure defaults shared by the stacks, kept in one place (after aws-solutions-constructs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.settings import LOG_RETENTION_DAYS
+
+# RetentionDays lists the same periods in the same ascending order (a test checks the template).
+RETENTION = dict(zip(LOG_RETENTION_DAYS, logs.RetentionDays, strict=False))
+
+# Every bucket: encrypted, TLS only, never public, no ACLs, versioned.
+SECURE_BUCKET: dict[str, Any] = {
+    "encryption": s3.BucketEncryption.S3_MANAGED,
+    "enforce_ssl": True,
+    "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+    "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    "versioned": True,
+}
+
+
+def log_group(scope: Construct, construct_id: str, retention_days: int) -> logs.LogGroup:
+    """A log group with a retention period, deleted with its stack so nothing keeps billing."""
+    return logs.LogGroup(scope, construct_id, retention=RETENTION[retention_days], removal_policy=RemovalPolicy.DESTROY)

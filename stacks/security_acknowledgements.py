@@ -1,0 +1,143 @@
+"""Every security finding this app accepts, in one place, each with the reason for that resource.
+
+cdk-nag findings are acknowledged through `Validations`; checkov skips are written into the resource's
+template metadata, where checkov reads them; cfn-lint exceptions into the template's metadata.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aws_cdk as cdk
+from aws_cdk.region_info import RegionInfo
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from stacks.app_builder import Application
+    from stacks.foundation_stack import FoundationStack
+    from stacks.inference_stack import InferenceStack
+    from stacks.training_stack import TrainingStack
+
+
+def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
+    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=f"AwsSolutions-{rule}", reason=reason))
+
+
+def skip_checkov(construct: IConstruct, check: str, reason: str) -> None:
+    resource = construct.node.default_child if isinstance(construct.node.default_child, cdk.CfnResource) else construct
+    assert isinstance(resource, cdk.CfnResource), construct.node.path
+    metadata = dict(resource.cfn_options.metadata or {})
+    skips = metadata.setdefault("checkov", {}).setdefault("skip", [])
+    skips.append({"id": check, "comment": reason})
+    resource.cfn_options.metadata = metadata
+
+
+def ignore_cfn_lint(stack: cdk.Stack, rule: str, reason: str) -> None:
+    stack.template_options.metadata = {
+        "cfn-lint": {"config": {"ignore_checks": [rule]}},
+        "cfn-lint-reason": {rule: reason},
+    }
+
+
+def acknowledge_findings(application: Application) -> None:
+    _foundation(application.foundation)
+    if application.training is not None:
+        _training(application.training)
+    _inference(application.inference)
+
+
+_LOGS_WITHOUT_CMK = (
+    "CloudWatch Logs encrypts every log group at rest with service keys; these logs hold no model or "
+    "user data, and a customer key would bill monthly while the app sits idle."
+)
+
+
+def _partition(stack: cdk.Stack) -> str:
+    partition = RegionInfo.get(stack.region).partition
+    assert partition is not None, stack.region
+    return partition
+
+
+def _foundation(stack: FoundationStack) -> None:
+    instance_role, endpoint_role = stack.instance_role, stack.endpoint_role
+    acknowledge(
+        instance_role,
+        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+        "Session Manager is the only way into the training instance (no SSH, no key pair); AWS keeps this "
+        "policy to the minimum the SSM agent needs.",
+    )
+    acknowledge(
+        instance_role,
+        "IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are limited to "
+        "the training image's repository in the DLC registry account.",
+    )
+    acknowledge(
+        endpoint_role,
+        "IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken and the ec2 network-interface actions SageMaker needs to place the endpoint "
+        "in the VPC have no resource-level permissions; cloudwatch:PutMetricData is held to the "
+        "/aws/sagemaker/Endpoints namespace by a condition.",
+    )
+    acknowledge(
+        endpoint_role,
+        "IAM5[Resource::<ArtifactBucket7410C9EF.Arn>/runs/*/model.tar.gz]",
+        "The endpoint reads model.tar.gz of whichever run it serves, and nothing else in the artifact bucket; "
+        "the run id is chosen at deploy time.",
+    )
+    acknowledge(
+        endpoint_role,
+        f"IAM5[Resource::arn:{_partition(stack)}:logs:{stack.region}:<AWS::AccountId>:log-group:"
+        "/aws/sagemaker/Endpoints/*]",
+        "SageMaker names the endpoint's log group after the endpoint, whose name CloudFormation generates; "
+        "access is held to the /aws/sagemaker/Endpoints/ groups.",
+    )
+    skip_checkov(
+        endpoint_role.node.find_child("DefaultPolicy"),
+        "CKV_AWS_111",
+        "The only unconstrained write actions are the ec2 network-interface calls SageMaker makes to attach the "
+        "endpoint to the VPC; they have no resource-level permissions.",
+    )
+    skip_checkov(
+        endpoint_role.node.find_child("DefaultPolicy"),
+        "CKV_AWS_109",
+        "ec2:CreateNetworkInterfacePermission is how SageMaker attaches the endpoint's network interfaces to "
+        "the VPC; it has no resource-level permissions.",
+    )
+    skip_checkov(
+        stack.access_logs_bucket,
+        "CKV_AWS_18",
+        "This is the access-log bucket itself; logging it into another bucket would only move the question.",
+    )
+    skip_checkov(stack.flow_log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
+
+
+def _training(stack: TrainingStack) -> None:
+    acknowledge(
+        stack.run_policy,
+        f"IAM5[Resource::{stack.foundation.stack_name}:ExportsOutputFnGetAttArtifactBucket7410C9EFArnA3946625"
+        f"/{stack.settings.run_prefix}/*]",
+        "The training instance writes checkpoints, metrics and model.tar.gz under its own run's prefix only.",
+    )
+    acknowledge(
+        stack.instance,
+        "EC29",
+        "A one-job instance that terminates itself when training ends; termination protection would keep a "
+        "GPU billing and block cdk destroy.",
+    )
+    skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
+    ignore_cfn_lint(
+        stack,
+        "W6001",
+        "ModelDataUrl is printed by cdk deploy so users can find the trained model; it embeds the bucket name "
+        "imported from the foundation stack.",
+    )
+
+
+def _inference(stack: InferenceStack) -> None:
+    skip_checkov(
+        stack.model,
+        "CKV_AWS_370",
+        "Network isolation would stop the serving toolkit from pip-installing code/requirements.txt "
+        "(transformers) at start; the endpoint runs in private subnets with no inbound rules instead.",
+    )

@@ -1,0 +1,294 @@
+"""Every deploy-time choice, read once from CDK context and validated before any construct exists.
+
+A bad value stops synth with one line naming the context key, the value and what is allowed
+(`SettingsError`), so nothing half-built is ever written to `cdk.out`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stacks.images import IMAGE_PAIRS, ImagePair, dlc_registry
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
+# GPU families the Deep Learning AMI and the training container support.
+GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
+
+
+class SettingsError(ValueError):
+    """A context value outside what the app supports; its message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One context key: its default, how to parse it and what the error message says is allowed."""
+
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    allowed: str
+    help: str
+
+
+def _matching(pattern: str) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        if not compiled.fullmatch(raw):
+            raise ValueError(raw)
+        return raw
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def _one_of(*choices: Any) -> Callable[[str], Any]:
+    by_text = {str(choice): choice for choice in choices}
+
+    def parse(raw: str) -> Any:
+        return by_text[raw]
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    return {"true": True, "false": False}[raw.lower()]
+
+
+def _optional(parse: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda raw: raw if raw == "" else parse(raw)
+
+
+_IMAGE_URI = r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+"
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "region",
+        "us-west-2",
+        _matching(r"[a-z]{2}(-gov)?-[a-z]+-[0-9]"),
+        "an AWS region name such as us-west-2",
+        "Region of all three stacks.",
+    ),
+    Option(
+        "prefix",
+        "pt2",
+        _matching(r"[a-z][a-z0-9-]{1,15}"),
+        "2-16 characters: lowercase letters, digits, '-', starting with a letter",
+        "Stack-name prefix; two copies with different prefixes can share an account.",
+    ),
+    Option(
+        "trainingInstanceType",
+        "p4d.24xlarge",
+        _matching(rf"({'|'.join(GPU_INSTANCE_FAMILIES)})\.[0-9]*x?large"),
+        f"a GPU instance type of the families {', '.join(GPU_INSTANCE_FAMILIES)}",
+        "EC2 instance type of the training instance.",
+    ),
+    Option(
+        "rootVolumeSize",
+        200,
+        _integer(100, 16384),
+        "an integer from 100 to 16384",
+        "Size in GiB of the encrypted gp3 root volume (DLAMI, images, checkpoints).",
+    ),
+    Option(
+        "dlamiSsmParameter",
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+        _matching(r"/aws/service/deeplearning/ami/x86_64/[a-z0-9.-]+/latest/ami-id"),
+        "a public DLAMI SSM parameter /aws/service/deeplearning/ami/x86_64/<ami type>/latest/ami-id",
+        "Public SSM parameter that resolves the Deep Learning AMI at deploy time.",
+    ),
+    Option(
+        "imagePair",
+        "current",
+        _one_of(*IMAGE_PAIRS),
+        f"one of {', '.join(IMAGE_PAIRS)}",
+        "Deep Learning Container pair: the current 2.x images or the recipe's PyTorch 2.0 ones.",
+    ),
+    Option(
+        "trainingImageUri",
+        "",
+        _optional(_matching(_IMAGE_URI)),
+        "empty (derived from imagePair and region) or an ECR image URI account.dkr.ecr.region.amazonaws.com/repo:tag",
+        "Overrides the training image.",
+    ),
+    Option(
+        "inferenceImageUri",
+        "",
+        _optional(_matching(_IMAGE_URI)),
+        "empty (derived from imagePair and region) or an ECR image URI account.dkr.ecr.region.amazonaws.com/repo:tag",
+        "Overrides the inference image.",
+    ),
+    Option(
+        "waitTimeoutMinutes",
+        120,
+        _integer(15, 720),
+        "an integer from 15 to 720",
+        "How long deploy waits for the model before failing; also the instance's hard stop.",
+    ),
+    Option(
+        "endpointInstanceType",
+        "ml.c7g.4xlarge",
+        _matching(r"ml\.[a-z0-9]+\.[0-9]*x?large"),
+        "a SageMaker instance type such as ml.c7g.4xlarge",
+        "Instance type of the endpoint.",
+    ),
+    Option(
+        "endpointInstanceCount",
+        1,
+        _integer(1, 10),
+        "an integer from 1 to 10",
+        "Instances the endpoint starts with.",
+    ),
+    Option(
+        "autoscalingMinCapacity",
+        1,
+        _integer(1, 10),
+        "an integer from 1 to 10",
+        "Fewest endpoint instances autoscaling keeps.",
+    ),
+    Option(
+        "autoscalingMaxCapacity",
+        2,
+        _integer(1, 20),
+        "an integer from 1 to 20",
+        "Most endpoint instances autoscaling adds.",
+    ),
+    Option(
+        "modelDataUrl",
+        "",
+        _optional(_matching(r"s3://[a-z0-9.-]{3,63}/[^\s]*\.tar\.gz")),
+        "empty (train) or an s3://bucket/key.tar.gz model archive",
+        "Serve an existing model.tar.gz instead of training one (no training stack).",
+    ),
+    Option(
+        "runId",
+        "run-1",
+        _matching(r"[a-z0-9][a-z0-9-]{0,31}"),
+        "1-32 characters: lowercase letters, digits, '-'",
+        "Training run; a new id trains a fresh model and rolls the endpoint to it.",
+    ),
+    Option(
+        "trainArgs",
+        "",
+        _matching(r"[A-Za-z0-9 ._=/:-]*"),
+        "extra training flags made of letters, digits, spaces and ._=/:-",
+        "Extra flags for training/train.py, e.g. '--epochs 3'.",
+    ),
+    Option(
+        "deleteBucketOnDestroy",
+        False,
+        _boolean,
+        "true or false",
+        "Whether cdk destroy empties and deletes the artifact bucket (default: keep the models).",
+    ),
+    Option(
+        "keepInstanceOnFailure",
+        False,
+        _boolean,
+        "true or false",
+        "Keep a failed training instance up for Session Manager debugging (until the timeout).",
+    ),
+    Option(
+        "logRetentionDays",
+        30,
+        _one_of(*LOG_RETENTION_DAYS),
+        "a CloudWatch Logs retention period in days (1, 3, 5, 7, 14, 30, 60, 90, ...)",
+        "Retention of the training, flow and endpoint log groups.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str
+    prefix: str
+    training_instance_type: str
+    root_volume_size: int
+    dlami_ssm_parameter: str
+    image_pair: str
+    training_image_uri: str
+    inference_image_uri: str
+    wait_timeout_minutes: int
+    endpoint_instance_type: str
+    endpoint_instance_count: int
+    autoscaling_min_capacity: int
+    autoscaling_max_capacity: int
+    model_data_url: str
+    run_id: str
+    train_args: str
+    delete_bucket_on_destroy: bool
+    keep_instance_on_failure: bool
+    log_retention_days: int
+
+    @classmethod
+    def from_context(cls, context: Callable[[str], Any]) -> Settings:
+        """Reads each option through `context` (e.g. `app.node.try_get_context`)."""
+        values = {_attribute(option.key): _parse(option, context(option.key)) for option in OPTIONS}
+        settings = cls(**values)
+        settings._check_combinations()
+        return settings
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, Any]) -> Settings:
+        return cls.from_context(context.get)
+
+    def _check_combinations(self) -> None:
+        if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
+            raise SettingsError(
+                f"context 'autoscalingMinCapacity' = {self.autoscaling_min_capacity!r} is invalid: "
+                f"allowed is at most autoscalingMaxCapacity ({self.autoscaling_max_capacity})"
+            )
+        if not self.autoscaling_min_capacity <= self.endpoint_instance_count <= self.autoscaling_max_capacity:
+            raise SettingsError(
+                f"context 'endpointInstanceCount' = {self.endpoint_instance_count!r} is invalid: allowed is "
+                f"{self.autoscaling_min_capacity} to {self.autoscaling_max_capacity} (the autoscaling range)"
+            )
+
+    @property
+    def images(self) -> ImagePair:
+        return IMAGE_PAIRS[self.image_pair]
+
+    @property
+    def trains(self) -> bool:
+        """False when the endpoint serves an existing model: then no training stack is deployed."""
+        return self.model_data_url == ""
+
+    @property
+    def training_image(self) -> str:
+        return self.training_image_uri or f"{dlc_registry(self.region)}/{self.images.training}"
+
+    @property
+    def inference_image(self) -> str:
+        return self.inference_image_uri or f"{dlc_registry(self.region)}/{self.images.inference}"
+
+    @property
+    def run_prefix(self) -> str:
+        """Key prefix in the artifact bucket under which this run's checkpoints and model live."""
+        return f"runs/{self.run_id}"
+
+
+def _attribute(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _parse(option: Option, raw: Any) -> Any:
+    if raw is None:
+        return option.default
+    text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    try:
+        return option.parse(text)
+    except (ValueError, KeyError):
+        raise SettingsError(f"context '{option.key}' = {text!r} is invalid: allowed is {option.allowed}") from None

@@ -1,0 +1,156 @@
+"""The GPU instance that trains one run, and the WaitCondition that deploy blocks on until the model exists.
+
+Everything that belongs to a run lives under a construct named after its run id, so a new run id
+replaces the instance and the WaitCondition (a fresh handle, a fresh wait) while the foundation stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from stacks.foundation_stack import FoundationStack
+from stacks.secure_defaults import log_group
+from stacks.settings import Settings
+from stacks.user_data import render_user_data
+
+# Folders shipped to the instance as zip assets; the docker build context holds all three.
+ASSET_FOLDERS = ("training", "inference", "docker")
+ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
+ROOT_DEVICE = "/dev/sda1"  # Ubuntu DLAMI root device
+
+
+class TrainingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        foundation: FoundationStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self.foundation = foundation
+        bucket = foundation.artifact_bucket.bucket_name
+        self.model_data_url = f"s3://{bucket}/{settings.run_prefix}/model.tar.gz"
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=foundation.vpc,
+            description="Training instance: no inbound rules (Session Manager only), outbound for S3/ECR/hub",
+            allow_all_outbound=True,
+        )
+        self.log_group = log_group(self, "TrainingLogs", settings.log_retention_days)
+        run = Construct(self, f"Run-{settings.run_id}")
+        assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
+        self.run_policy = self._run_policy(run, assets)
+        self.wait_handle = CfnWaitConditionHandle(run, "ModelReadyHandle")
+        self.instance = self._instance(run, assets)
+        self.wait_condition = CfnWaitCondition(
+            run,
+            "ModelReady",
+            count=1,
+            handle=self.wait_handle.ref,
+            timeout=str(settings.wait_timeout_minutes * 60),
+        )
+        self.wait_condition.node.add_dependency(self.instance)
+        CfnOutput(self, "ModelDataUrl", value=self.model_data_url)
+        CfnOutput(self, "TrainingInstanceId", value=self.instance.instance_id)
+        CfnOutput(self, "TrainingLogGroup", value=self.log_group.log_group_name)
+
+    def _asset(self, scope: Construct, folder: str) -> s3_assets.Asset:
+        return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=folder, exclude=ASSET_EXCLUDES)
+
+    def _run_policy(self, scope: Construct, assets: dict[str, s3_assets.Asset]) -> iam.Policy:
+        """The instance may read its code assets, write its log group and read/write only this run's prefix."""
+        bucket = self.foundation.artifact_bucket
+        run_prefix = self.settings.run_prefix
+        asset_arns = [
+            self.format_arn(
+                service="s3",
+                region="",
+                account="",
+                resource=asset.s3_bucket_name,
+                resource_name=asset.s3_object_key,
+            )
+            for asset in assets.values()
+        ]
+        return iam.Policy(
+            scope,
+            "RunAccess",
+            roles=[self.foundation.instance_role],
+            statements=[
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=asset_arns),
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    resources=[bucket.arn_for_objects(f"{run_prefix}/*")],
+                ),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{run_prefix}/*", run_prefix]}},
+                ),
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[self.log_group.log_group_arn],
+                ),
+            ],
+        )
+
+    def _instance(self, scope: Construct, assets: dict[str, s3_assets.Asset]) -> ec2.Instance:
+        settings = self.settings
+        instance = ec2.Instance(
+            scope,
+            "TrainingInstance",
+            vpc=self.foundation.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            instance_type=ec2.InstanceType(settings.training_instance_type),
+            machine_image=ec2.MachineImage.from_ssm_parameter(settings.dlami_ssm_parameter),
+            role=self.foundation.instance_role,
+            security_group=self.security_group,
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        settings.root_volume_size,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        encrypted=True,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+            user_data=ec2.UserData.custom(render_user_data(self._bootstrap_variables(assets))),
+            user_data_causes_replacement=True,
+        )
+        # The policy must exist before the instance boots and starts reading its assets.
+        instance.node.add_dependency(self.run_policy)
+        return instance
+
+    def _bootstrap_variables(self, assets: dict[str, s3_assets.Asset]) -> dict[str, str]:
+        settings = self.settings
+        run_url = f"s3://{self.foundation.artifact_bucket.bucket_name}/{settings.run_prefix}"
+        return {
+            "AWS_REGION": self.region,
+            "RUN_ID": settings.run_id,
+            "ARTIFACT_BUCKET": self.foundation.artifact_bucket.bucket_name,
+            "MODEL_S3_URI": self.model_data_url,
+            "METRICS_S3_URI": f"{run_url}/metrics.json",
+            "CHECKPOINT_S3_URI": f"{run_url}/checkpoints",
+            **{f"{name.upper()}_ASSET_S3_URI": asset.s3_object_url for name, asset in assets.items()},
+            "TRAINING_IMAGE_URI": settings.training_image,
+            "WAIT_HANDLE_URL": self.wait_handle.ref,
+            "LOG_GROUP_NAME": self.log_group.log_group_name,
+            "TRAIN_ARGS": settings.train_args,
+            "KEEP_INSTANCE_ON_FAILURE": str(settings.keep_instance_on_failure).lower(),
+            "MAX_RUNTIME_MINUTES": str(settings.wait_timeout_minutes),
+        }
