@@ -33,10 +33,10 @@ def skip_checkov(construct: IConstruct, check: str, reason: str) -> None:
 
 
 def ignore_cfn_lint(stack: cdk.Stack, rule: str, reason: str) -> None:
-    stack.template_options.metadata = {
-        "cfn-lint": {"config": {"ignore_checks": [rule]}},
-        "cfn-lint-reason": {rule: reason},
-    }
+    metadata = dict(stack.template_options.metadata or {})
+    metadata.setdefault("cfn-lint", {"config": {"ignore_checks": []}})["config"]["ignore_checks"].append(rule)
+    metadata.setdefault("cfn-lint-reasons", {})[rule] = reason
+    stack.template_options.metadata = metadata
 
 
 def acknowledge_findings(application: Application) -> None:
@@ -110,6 +110,22 @@ def _foundation(stack: FoundationStack) -> None:
         "This is the access-log bucket itself; logging it into another bucket would only move the question.",
     )
     skip_checkov(stack.flow_log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
+    if stack.settings.delete_bucket_on_destroy:
+        _auto_delete_provider(stack)
+
+
+def _auto_delete_provider(stack: FoundationStack) -> None:
+    """CDK's own Lambda that empties the buckets on destroy; it exists only with deleteBucketOnDestroy=true."""
+    handler = stack.node.find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider").node.find_child("Handler")
+    reason = "CDK's auto-delete-objects handler runs only during cdk destroy to empty the buckets; "
+    skip_checkov(handler, "CKV_AWS_115", reason + "it is never invoked concurrently.")
+    skip_checkov(handler, "CKV_AWS_116", reason + "CloudFormation retries a failed run, a DLQ would hold nothing.")
+    skip_checkov(handler, "CKV_AWS_117", reason + "it calls only the S3 API and needs no VPC.")
+    ignore_cfn_lint(
+        stack,
+        "W3005",
+        "CDK's auto-delete-objects provider declares DependsOn on the role its handler already references.",
+    )
 
 
 def _training(stack: TrainingStack) -> None:

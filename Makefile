@@ -1,0 +1,72 @@
+# One entry point for people and CI. `make demo` and `make test` install what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .venv-checkov
+CDK := npx --no-install cdk
+PORT ?= 8080
+MODEL ?=
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install synth demo test lint typecheck deploy destroy serve bench-train bench-serve clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt docker/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+/usr/bin/shellcheck:
+	apt-get update -qq && apt-get install -y -qq shellcheck
+
+install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed /usr/bin/shellcheck ## Install everything the targets need
+
+synth: $(VENV)/.installed node_modules/.installed ## Synthesize the three templates into cdk.out (offline, no credentials)
+	$(CDK) synth --quiet
+
+demo: synth ## Local pipeline: train a tiny model on CPU, package, serve on the real toolkit, invoke
+	$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
+
+test: install lint typecheck ## Lint, type-check and run every test (offline)
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy .
+
+deploy: $(VENV)/.installed node_modules/.installed ## Deploy all stacks to the AWS account of your credentials
+	$(CDK) deploy --all
+
+destroy: $(VENV)/.installed node_modules/.installed ## Remove every stack (the artifact bucket stays unless deleteBucketOnDestroy=true)
+	$(CDK) destroy --all
+
+serve: $(VENV)/.installed ## Serve MODEL=path/to/model.tar.gz on 127.0.0.1:$(PORT) with the real SageMaker toolkit
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=path/to/model.tar.gz"; exit 2; }
+	$(PY) -m inference.serve --model $(MODEL) --port $(PORT)
+
+bench-train: $(VENV)/.installed ## Training throughput: the recipe against the project's default
+	$(PY) -m benchmarks.train
+
+bench-serve: $(VENV)/.installed ## Endpoint latency through the local real-toolkit server
+	$(PY) -m benchmarks.serve
+
+clean: ## Remove build outputs (keeps the venvs)
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

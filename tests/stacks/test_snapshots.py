@@ -1,0 +1,24 @@
+"""Snapshots of every template, to make any drift visible in review; test_templates.py says what matters."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import Synthesized
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+@pytest.fixture
+def snapshot_json(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("stack", ["foundation", "training", "inference"])
+def test_template_snapshot(default_app: Synthesized, snapshot_json: SnapshotAssertion, stack: str) -> None:
+    text = json.dumps(default_app.template_json(stack), sort_keys=True)
+    assert json.loads(ASSET_HASH.sub("<asset-hash>", text)) == snapshot_json
