@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Training instance bootstrap: fetch the code, build the training image, train on every GPU,
+# package model.tar.gz, upload it, signal the CloudFormation WaitCondition, power off.
+# EC2 user data: CDK replaces the shebang with `export VAR=value` lines (stacks/user_data.py);
+# tests run this file with the variables in the environment. User data is capped at 16 KB with
+# the exports: keep this file small (tests/bootstrap checks its size). The optional variables
+# below have defaults; PER_BOOT_DIR is where cloud-init looks for scripts to run at each boot.
+set -euo pipefail
+
+REQUIRED_VARS=(AWS_REGION RUN_ID ARTIFACT_BUCKET MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI
+  TRAINING_ASSET_S3_URI INFERENCE_ASSET_S3_URI DOCKER_ASSET_S3_URI TRAINING_IMAGE_URI
+  WAIT_HANDLE_URL LOG_GROUP_NAME MAX_RUNTIME_MINUTES)
+OPTIONAL_VARS=(TRAIN_ARGS KEEP_INSTANCE_ON_FAILURE WORK_ROOT CHECKPOINT_SYNC_SECONDS PER_BOOT_DIR)
+TRAIN_ARGS=${TRAIN_ARGS:-}
+KEEP_INSTANCE_ON_FAILURE=${KEEP_INSTANCE_ON_FAILURE:-false}
+WORK_ROOT=${WORK_ROOT:-/opt/pt2}
+CHECKPOINT_SYNC_SECONDS=${CHECKPOINT_SYNC_SECONDS:-300}
+PER_BOOT_DIR=${PER_BOOT_DIR:-/var/lib/cloud/scripts/per-boot}
+export HOME=${HOME:-/root} # unset under cloud-init; docker login and the AWS CLI want one
+
+PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
+OUTPUT_DIR=$WORK_ROOT/output   # training's --output-dir: checkpoints/ model/ metrics.json
+LOG_FILE=$WORK_ROOT/logs/bootstrap.log
+IMAGE=pt2-training
+CURRENT_STEP=start
+SYNC_PID=
+INTERRUPTED=false
+
+# Only outside steps: run_step already copies a step's output to the log.
+log() { printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee -a "$LOG_FILE"; }
+
+# The pipeline into tee ends before the next line runs, so a failure report sees every line.
+run_step() {
+  CURRENT_STEP=$1
+  shift
+  log "step $CURRENT_STEP: started"
+  "$@" 2>&1 | tee -a "$LOG_FILE"
+  log "step $CURRENT_STEP: done"
+}
+
+check_config() {
+  local name problems=() count='^[1-9][0-9]*$'
+  for name in "${REQUIRED_VARS[@]}"; do
+    [[ -n ${!name:-} ]] || problems+=("missing required variable $name")
+  done
+  [[ ${MAX_RUNTIME_MINUTES:-} =~ $count ]] || problems+=("MAX_RUNTIME_MINUTES: not a positive integer")
+  [[ $CHECKPOINT_SYNC_SECONDS =~ $count ]] || problems+=("CHECKPOINT_SYNC_SECONDS: not a positive integer")
+  [[ $KEEP_INSTANCE_ON_FAILURE =~ ^(true|false)$ ]] || problems+=("KEEP_INSTANCE_ON_FAILURE: not true/false")
+  # The outputs must land where the stack granted write access and the Model looks.
+  for name in MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI; do
+    [[ ${!name:-} == "s3://${ARTIFACT_BUCKET:-}/"* ]] || problems+=("$name: not in the artifact bucket")
+  done
+  ((${#problems[@]} == 0)) || { printf 'config: %s\n' "${problems[@]}" >&2; return 1; }
+}
+
+# The WaitCondition times out after MAX_RUNTIME_MINUTES: a hung step must not bill any longer.
+schedule_watchdog() { shutdown -h "+$MAX_RUNTIME_MINUTES" "pt2 bootstrap watchdog: run $RUN_ID overran"; }
+
+# cloud-init runs user data once per instance; this copy resumes the run at every later boot.
+install_per_boot() {
+  local name wrapper=$PER_BOOT_DIR/pt2-bootstrap.sh
+  mkdir -p "$PER_BOOT_DIR"
+  # Both files hold the presigned WaitCondition URL. $0 is that very copy on a later boot.
+  install -m 0700 "$0" "$WORK_ROOT/bootstrap.sh.new"
+  mv "$WORK_ROOT/bootstrap.sh.new" "$WORK_ROOT/bootstrap.sh"
+  {
+    echo '#!/bin/bash'
+    for name in "${REQUIRED_VARS[@]}" "${OPTIONAL_VARS[@]}"; do
+      printf 'export %s=%q\n' "$name" "${!name}"
+    done
+    printf 'exec bash %q\n' "$WORK_ROOT/bootstrap.sh"
+  } >"$wrapper.new"
+  chmod 0700 "$wrapper.new"
+  mv "$wrapper.new" "$wrapper"
+  echo "installed $wrapper"
+}
+
+# head-object, not `s3 ls`, which matches key prefixes. Any error means "train": the safe side.
+model_already_uploaded() {
+  local path=${MODEL_S3_URI#s3://}
+  aws s3api head-object --bucket "${path%%/*}" --key "${path#*/}" >/dev/null 2>&1
+}
+
+fetch_uploaded_metrics() {
+  aws s3 cp --only-show-errors "$METRICS_S3_URI" "$OUTPUT_DIR/metrics.json" ||
+    echo '{}' >"$OUTPUT_DIR/metrics.json"
+}
+
+fetch_assets() {
+  local name uri
+  for name in training inference docker; do
+    uri=${name^^}_ASSET_S3_URI
+    aws s3 cp --only-show-errors "${!uri}" "$WORK_ROOT/assets/$name.zip"
+    rm -rf "${PROJECT_DIR:?}/$name"
+    python3 -m zipfile -e "$WORK_ROOT/assets/$name.zip" "$PROJECT_DIR/$name" # no unzip needed
+  done
+}
+
+ecr_login() {
+  aws ecr get-login-password --region "$AWS_REGION" |
+    docker login --username AWS --password-stdin "${TRAINING_IMAGE_URI%%/*}"
+}
+
+pull_image() { docker pull "$TRAINING_IMAGE_URI"; }
+
+build_image() {
+  docker build --build-arg "BASE_IMAGE=$TRAINING_IMAGE_URI" -t "$IMAGE" \
+    -f "$PROJECT_DIR/docker/Dockerfile" "$PROJECT_DIR"
+}
+
+restore_checkpoints() { aws s3 sync --only-show-errors "$CHECKPOINT_S3_URI" "$OUTPUT_DIR/checkpoints"; }
+
+# No --delete: a half-empty local folder must never erase the run's saved progress.
+sync_checkpoints_up() { aws s3 sync --only-show-errors "$OUTPUT_DIR/checkpoints" "$CHECKPOINT_S3_URI"; }
+
+checkpoint_sync_loop() {
+  local nap
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  while true; do
+    sleep "$CHECKPOINT_SYNC_SECONDS" &
+    nap=$!
+    wait "$nap"
+    sync_checkpoints_up >>"$LOG_FILE" 2>&1 || log "checkpoint sync failed, retrying later"
+  done
+}
+
+start_checkpoint_sync() {
+  checkpoint_sync_loop &
+  SYNC_PID=$!
+}
+
+stop_checkpoint_sync() {
+  kill "$SYNC_PID" 2>/dev/null || true
+  wait "$SYNC_PID" 2>/dev/null || true
+  SYNC_PID=
+}
+
+# Code and output are mounted: the image only provides the environment.
+container() {
+  docker run --rm -v "$PROJECT_DIR:/workspace/project:ro" -v "$OUTPUT_DIR:/workspace/output" \
+    -w /workspace/project "$@"
+}
+
+train() {
+  local gpus extra
+  gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
+  ((gpus > 0)) || { echo "nvidia-smi -L lists no GPU" >&2; return 1; }
+  read -ra extra <<<"$TRAIN_ARGS" # split on spaces, no shell quoting
+  echo "training on $gpus GPU(s)"
+  container --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 \
+    --log-driver awslogs --log-opt "awslogs-region=$AWS_REGION" \
+    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" \
+    "$IMAGE" torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}"
+}
+
+package_model() {
+  container "$IMAGE" python -m training.package --model-dir /workspace/output/model \
+    --code-dir inference --output /workspace/output/model.tar.gz
+}
+
+# Metrics first: the model's presence is what marks the run as done for a later boot.
+upload_artifacts() {
+  aws s3 cp --only-show-errors "$OUTPUT_DIR/metrics.json" "$METRICS_S3_URI"
+  aws s3 cp --only-show-errors "$OUTPUT_DIR/model.tar.gz" "$MODEL_S3_URI"
+}
+
+# python3 ships with the DLAMI (jq may not) and escapes JSON properly. Given a log file, the
+# reason ends with the newest lines of it, cut so that the reason stays within 1,000 characters.
+signal_body() {
+  python3 - "$@" <<'PY'
+import json, sys
+status, unique_id, data, reason, log_file = sys.argv[1:]
+if log_file:
+    with open(log_file, errors="replace") as f:
+        tail = "\n".join(f.read().splitlines()[-20:])
+    reason += "; last log lines:\n"
+    room = 1000 - len(reason)
+    reason += tail[-room:]
+print(json.dumps({"Status": status, "UniqueId": unique_id, "Data": data, "Reason": reason}))
+PY
+}
+
+# usage: send_signal STATUS DATA REASON [LOG_FILE]
+send_signal() {
+  signal_body "$1" "${RUN_ID:-bootstrap}" "$2" "$3" "${4:-}" >"$WORK_ROOT/signal.json"
+  curl -sS --fail --retry 5 --retry-connrefused --max-time 60 -X PUT -H 'Content-Type:' \
+    --data-binary "@$WORK_ROOT/signal.json" "$WAIT_HANDLE_URL"
+  echo "sent $1 signal"
+}
+
+signal_success() {
+  local metrics
+  metrics=$(python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))' \
+    <"$OUTPUT_DIR/metrics.json")
+  send_signal SUCCESS "$metrics" "run $RUN_ID: model uploaded to $MODEL_S3_URI"
+}
+
+# put-log-events takes at most 10,000 events and 1 MB per call: one call per batch file.
+ship_logs() {
+  local batch stream=$RUN_ID/bootstrap dir=$WORK_ROOT/logs/batches
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  python3 - "$LOG_FILE" "$dir" <<'PY'
+import json, sys, time
+log_file, out_dir = sys.argv[1:]
+now, batches, size = int(time.time() * 1000), [[]], 0
+with open(log_file, errors="replace") as f:
+    for line in filter(None, f.read().splitlines()):
+        message = line.encode()[:200_000].decode(errors="ignore")
+        cost = len(message.encode()) + 26
+        if size + cost > 1_000_000 or len(batches[-1]) == 10_000:
+            batches.append([])
+            size = 0
+        batches[-1].append({"timestamp": now, "message": message})
+        size += cost
+for i, batch in enumerate(b for b in batches if b):
+    with open(f"{out_dir}/{i:05d}.json", "w") as f:
+        json.dump(batch, f)
+PY
+  # An earlier boot may have created the stream already.
+  aws logs create-log-stream --log-group-name "$LOG_GROUP_NAME" --log-stream-name "$stream" 2>/dev/null ||
+    true
+  for batch in "$dir"/*.json; do
+    aws logs put-log-events --log-group-name "$LOG_GROUP_NAME" --log-stream-name "$stream" \
+      --log-events "file://$batch" >/dev/null
+  done
+}
+
+keep_instance_message() {
+  local id
+  id=$(cat /var/lib/cloud/data/instance-id 2>/dev/null || echo '<instance-id>')
+  log "KEEP_INSTANCE_ON_FAILURE=true: staying up for debugging until the watchdog powers off"
+  log "(${MAX_RUNTIME_MINUTES:-?} min after start). Connect: aws ssm start-session --target $id"
+}
+
+# Every exit ends here: report, ship the log, power off (the stack makes that a termination).
+on_exit() {
+  local rc=$? power_off=true
+  set +eu # best effort from here on; a config failure may have left variables unset
+  if [[ -n $SYNC_PID ]]; then
+    stop_checkpoint_sync
+    sync_checkpoints_up >>"$LOG_FILE" 2>&1 || log "final checkpoint sync failed"
+  fi
+  # A signal means the machine is going down (reboot: per-boot resumes; the watchdog) or an
+  # operator stepped in: reporting a failure or forcing a power-off would be wrong either way.
+  if [[ $INTERRUPTED == true ]]; then
+    log "step $CURRENT_STEP: stopped by a signal; no WaitCondition signal, no shutdown"
+    power_off=false
+  elif ((rc != 0)); then
+    log "step $CURRENT_STEP: failed with exit code $rc"
+    [[ -z $WAIT_HANDLE_URL ]] ||
+      send_signal FAILURE "" "step $CURRENT_STEP failed (exit $rc)" "$LOG_FILE" 2>&1 | tee -a "$LOG_FILE"
+    [[ $KEEP_INSTANCE_ON_FAILURE != true ]] || { keep_instance_message; power_off=false; }
+  fi
+  [[ $power_off == false ]] || log "shutting down"
+  [[ -z $LOG_GROUP_NAME || -z $RUN_ID ]] || ship_logs || log "could not ship the log to CloudWatch"
+  [[ $power_off == false ]] || shutdown -h now
+}
+
+main() {
+  trap on_exit EXIT
+  trap 'INTERRUPTED=true; exit 143' TERM
+  trap 'INTERRUPTED=true; exit 130' INT
+  trap 'INTERRUPTED=true; exit 129' HUP
+  mkdir -p "$WORK_ROOT/logs" "$OUTPUT_DIR"
+  [[ ! -f $LOG_FILE ]] || mv "$LOG_FILE" "$LOG_FILE.previous" # shipped by the earlier boot
+  log "run ${RUN_ID:-?}: bootstrap started"
+  run_step check-config check_config
+  export AWS_DEFAULT_REGION=$AWS_REGION
+  run_step schedule-watchdog schedule_watchdog
+  run_step install-per-boot install_per_boot
+  CURRENT_STEP=check-model
+  if model_already_uploaded; then
+    log "$MODEL_S3_URI exists: nothing to train"
+    run_step fetch-metrics fetch_uploaded_metrics
+    run_step signal-success signal_success
+    return
+  fi
+  run_step fetch-assets fetch_assets
+  run_step ecr-login ecr_login
+  run_step pull-image pull_image
+  run_step build-image build_image
+  run_step restore-checkpoints restore_checkpoints
+  start_checkpoint_sync
+  run_step train train
+  stop_checkpoint_sync
+  run_step sync-checkpoints sync_checkpoints_up
+  run_step package package_model
+  run_step upload upload_artifacts
+  run_step signal-success signal_success
+}
+
+main
