@@ -1,0 +1,103 @@
+"""Bad data fails with one clear line before any model is loaded."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+
+from training.data import DataError, load_splits
+from training.train import main
+
+GOOD_ROWS = [("great day", 2), ("so sad", 0), ("monday meeting", 1)]
+
+
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def good_validation(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "validation.csv", ["text", "label"], GOOD_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        (
+            ["tweet", "label"],
+            GOOD_ROWS,
+            "train split: missing column(s) text; expected text, label, found tweet, label",
+        ),
+        (["text", "sentiment"], GOOD_ROWS, "train split: missing column(s) label;"),
+        (
+            ["text", "label"],
+            [*GOOD_ROWS, ("wow", 3)],
+            "labels must be integers 0=negative, 1=neutral, 2=positive; found 3",
+        ),
+        (["text", "label"], [*GOOD_ROWS, ("odd", -1)], "; found -1"),
+        (["text", "label"], [("great day", "positive")], "; found 'positive'"),
+        (["text", "label"], [("great day", 1.5), ("fine", 1)], "; found 1.0, 1.5"),
+        (["text", "label"], [("great day", 2), ("", 1)], "train split: 1 row(s) without text"),
+        (["text", "label"], [], "train.csv): no rows"),
+    ],
+)
+def test_bad_rows_are_refused(tmp_path: Path, header: list[str], rows: list[tuple], message: str) -> None:
+    train = write_csv(tmp_path / "train.csv", header, rows)
+    with pytest.raises(DataError) as refused:
+        load_splits("unused", None, train, good_validation(tmp_path))
+    assert message in str(refused.value)
+
+
+def test_files_are_checked_before_loading(tmp_path: Path) -> None:
+    validation = good_validation(tmp_path)
+    with pytest.raises(DataError, match="go together"):
+        load_splits("unused", None, validation, None)
+    with pytest.raises(DataError, match=r"unsupported type; use \.csv, \.json, \.jsonl, \.parquet"):
+        load_splits("unused", None, tmp_path / "train.txt", validation)
+    with pytest.raises(DataError, match=r"train file .*missing\.csv: not found"):
+        load_splits("unused", None, tmp_path / "missing.csv", validation)
+    (tmp_path / "blank.csv").touch()
+    with pytest.raises(DataError, match=r"train file .*blank\.csv: cannot be read: No columns to parse"):
+        load_splits("unused", None, tmp_path / "blank.csv", validation)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_json_lines_and_parquet_load(tmp_path: Path, suffix: str) -> None:
+    rows = Dataset.from_dict({"text": [text for text, _ in GOOD_ROWS], "label": [2, 0, 1], "id": [7, 8, 9]})
+    path = tmp_path / f"train{suffix}"
+    rows.to_json(path) if suffix == ".jsonl" else rows.to_parquet(path)
+    splits = load_splits("unused", None, path, good_validation(tmp_path))
+    assert splits["train"].column_names == ["text", "label"]  # extra columns dropped
+    assert splits["train"]["label"][:] == [2, 0, 1]
+
+
+def test_cli_reports_bad_data_before_loading_the_model(
+    tmp_path: Path, train_argv: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The model path does not exist: reaching it would fail differently, so the data error came first."""
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], [*GOOD_ROWS, ("wow", 5)])
+    argv = [*train_argv(tmp_path / "out"), "--train-file", str(train), "--model-name", str(tmp_path / "none")]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert str(exited.value).startswith("error: train split: labels must be integers")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_exits_non_zero_with_one_line(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    train = write_csv(tmp_path / "train.csv", ["tweet", "label"], GOOD_ROWS)
+    command = [sys.executable, "-m", "training.train", "--output-dir", str(tmp_path / "out")]
+    command += ["--train-file", str(train), "--validation-file", str(good_validation(tmp_path))]
+    result = subprocess.run(command, env=subprocess_env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == "error: train split: missing column(s) text; expected text, label, found tweet, label"

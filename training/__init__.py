@@ -1,0 +1,1 @@
+"""Fine-tuning job (`python -m training.train`) and SageMaker packaging (`python -m training.package`)."""

@@ -1,0 +1,102 @@
+"""Training data: tweet_eval sentiment from the hub, or local files with `text` and `label` columns.
+
+Everything is checked before a model is loaded, so a bad file fails in seconds with one line that
+says what is wrong, not minutes later inside a collate function on some GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+from datasets.exceptions import DatasetsError
+from transformers import PreTrainedTokenizerBase
+
+LABELS = ("negative", "neutral", "positive")
+COLUMNS = ("text", "label")
+SPLITS = ("train", "validation")
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """The training data is unusable; the message names the split and the problem."""
+
+
+def load_splits(
+    dataset: str, config: str | None, train_file: Path | None = None, validation_file: Path | None = None
+) -> DatasetDict:
+    """Loads and checks the train and validation splits: from the two files if given, else from the hub."""
+    if (train_file is None) != (validation_file is None):
+        raise DataError("--train-file and --validation-file go together; give both or neither")
+    if train_file is not None and validation_file is not None:
+        splits = DatasetDict(
+            train=_load_file("train", train_file), validation=_load_file("validation", validation_file)
+        )
+    else:
+        splits = _load_hub(dataset, config)
+    for name, split in splits.items():
+        check_split(name, split)
+    return DatasetDict({name: split.select_columns(list(COLUMNS)) for name, split in splits.items()})
+
+
+def _load_hub(dataset: str, config: str | None) -> DatasetDict:
+    loaded = load_dataset(dataset, config)
+    missing = [name for name in SPLITS if name not in loaded]
+    if missing:
+        raise DataError(f"dataset {dataset} ({config}) has no {', '.join(missing)} split (has {', '.join(loaded)})")
+    return DatasetDict({name: loaded[name] for name in SPLITS})
+
+
+def _load_file(split: str, path: Path) -> Dataset:
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise DataError(f"{split} file {path}: unsupported type; use {', '.join(FILE_BUILDERS)}")
+    if not path.is_file():
+        raise DataError(f"{split} file {path}: not found")
+    try:
+        return load_dataset(builder, data_files=str(path), split="train")
+    except DatasetsError as error:
+        raise DataError(f"{split} file {path}: cannot be read: {error.__cause__ or error}") from None
+    except ValueError:  # datasets cannot hold an empty split read from a file: a header alone ends here
+        raise DataError(f"{split} split ({path}): no rows") from None
+
+
+def check_split(name: str, split: Dataset) -> None:
+    """Refuses missing columns, an empty split, missing texts and labels other than the integers 0..2."""
+    missing = [column for column in COLUMNS if column not in split.column_names]
+    if missing:
+        raise DataError(
+            f"{name} split: missing column(s) {', '.join(missing)}; "
+            f"expected {', '.join(COLUMNS)}, found {', '.join(split.column_names)}"
+        )
+    if split.num_rows == 0:
+        raise DataError(f"{name} split: no rows")
+    missing_texts = split.data.column("text").null_count
+    if missing_texts:
+        raise DataError(f"{name} split: {missing_texts} row(s) without text")
+    valid = range(len(LABELS))
+    bad = [label for label in split.unique("label") if type(label) is not int or label not in valid]
+    if bad:
+        names = ", ".join(f"{index}={label}" for index, label in enumerate(LABELS))
+        shown = ", ".join(repr(label) for label in sorted(bad, key=repr)[:5])
+        raise DataError(f"{name} split: labels must be integers {names}; found {shown}")
+
+
+def tokenize(
+    splits: DatasetDict, tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_max_length: bool
+) -> DatasetDict:
+    """Token ids per tweet, truncated to `max_length`.
+
+    Padding to `max_length` is the recipe's choice and most of its cost (a ~35-token tweet becomes 512);
+    without it the collator pads each batch only to its longest tweet.
+    """
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(
+            batch["text"],
+            truncation=True,
+            max_length=max_length,
+            padding="max_length" if pad_to_max_length else False,
+        )
+
+    return splits.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
