@@ -39,7 +39,8 @@ install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed /
 synth: $(VENV)/.installed node_modules/.installed ## Synthesize the three templates into cdk.out (offline, no credentials)
 	$(CDK) synth --quiet
 
-demo: synth ## Local pipeline: train a tiny model on CPU, package, serve on the real toolkit, invoke
+demo: synth ## Print what deploy would create, then train a tiny model on CPU, package, serve it, invoke it
+	$(PY) -m scripts.stack_summary
 	$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
 
 test: install lint typecheck ## Lint, type-check and run every test (offline)

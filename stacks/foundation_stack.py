@@ -107,12 +107,12 @@ class FoundationStack(Stack):
         self._allow_image_pull(role, self.settings.inference_image)
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 resources=[
                     self.format_arn(
                         service="logs",
                         resource="log-group",
-                        resource_name="/aws/sagemaker/Endpoints/*",
+                        resource_name=f"{self.settings.endpoint_log_group_name}:*",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     )
                 ],

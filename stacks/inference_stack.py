@@ -14,6 +14,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
+from stacks.secure_defaults import log_group
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
@@ -72,9 +73,17 @@ class InferenceStack(Stack):
         )
         self.model = self._model()
         self.endpoint_config = self._endpoint_config()
-        self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name
+        # SageMaker would create this group itself, without retention, and leave it after destroy.
+        self.log_group = log_group(
+            self, "EndpointLogs", settings.log_retention_days, name=settings.endpoint_log_group_name
         )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=settings.endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+        )
+        self.endpoint.node.add_dependency(self.log_group)
         self._autoscaling()
         self.alarms = self._alarms()
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)

@@ -24,6 +24,12 @@ SECURE_BUCKET: dict[str, Any] = {
 }
 
 
-def log_group(scope: Construct, construct_id: str, retention_days: int) -> logs.LogGroup:
+def log_group(scope: Construct, construct_id: str, retention_days: int, name: str | None = None) -> logs.LogGroup:
     """A log group with a retention period, deleted with its stack so nothing keeps billing."""
-    return logs.LogGroup(scope, construct_id, retention=RETENTION[retention_days], removal_policy=RemovalPolicy.DESTROY)
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=name,
+        retention=RETENTION[retention_days],
+        removal_policy=RemovalPolicy.DESTROY,
+    )

@@ -88,9 +88,9 @@ def _foundation(stack: FoundationStack) -> None:
     acknowledge(
         endpoint_role,
         f"IAM5[Resource::arn:{_partition(stack)}:logs:{stack.region}:<AWS::AccountId>:log-group:"
-        "/aws/sagemaker/Endpoints/*]",
-        "SageMaker names the endpoint's log group after the endpoint, whose name CloudFormation generates; "
-        "access is held to the /aws/sagemaker/Endpoints/ groups.",
+        f"{stack.settings.endpoint_log_group_name}:*]",
+        "The endpoint writes log streams that SageMaker names per instance; access is held to the streams "
+        "of this app's own endpoint log group.",
     )
     skip_checkov(
         endpoint_role.node.find_child("DefaultPolicy"),
@@ -151,6 +151,7 @@ def _training(stack: TrainingStack) -> None:
 
 
 def _inference(stack: InferenceStack) -> None:
+    skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
     skip_checkov(
         stack.model,
         "CKV_AWS_370",

@@ -275,6 +275,15 @@ class Settings:
         return self.inference_image_uri or f"{dlc_registry(self.region)}/{self.images.inference}"
 
     @property
+    def endpoint_name(self) -> str:
+        """Named, unlike the other resources, so its log group can exist (with retention) before it."""
+        return f"{self.prefix}-endpoint"
+
+    @property
+    def endpoint_log_group_name(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
     def run_prefix(self) -> str:
         """Key prefix in the artifact bucket under which this run's checkpoints and model live."""
         return f"runs/{self.run_id}"

@@ -210,6 +210,18 @@ def test_model_key_in_user_data_equals_the_models_model_data_url(default_app: Sy
     assert url[2] == "/runs/run-1/model.tar.gz"
 
 
+def test_endpoint_log_group_exists_before_the_endpoint_with_retention(custom_app: Synthesized) -> None:
+    template = custom_app.template_json("inference")
+    (name,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"]
+    assert template["Resources"][name]["Properties"] == {
+        "LogGroupName": "/aws/sagemaker/Endpoints/team2-endpoint",
+        "RetentionInDays": 7,
+    }
+    endpoint = only(resources_of(custom_app, "inference", "AWS::SageMaker::Endpoint"))
+    assert endpoint["Properties"]["EndpointName"] == "team2-endpoint"
+    assert name in endpoint["DependsOn"]
+
+
 def test_training_log_group_has_the_configured_retention(default_app: Synthesized, custom_app: Synthesized) -> None:
     for app, days in ((default_app, 30), (custom_app, 7)):
         app.template("training").has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": days})
@@ -306,4 +318,5 @@ def test_physical_names_are_generated_so_two_prefixes_never_collide(custom_app: 
         for resource in custom_app.template_json(stack)["Resources"].values():
             properties = resource.get("Properties", {})
             names = {"BucketName", "RoleName", "LogGroupName", "EndpointName", "ModelName", "EndpointConfigName"}
-            assert not [name for name in names & set(properties) if isinstance(properties[name], str)]
+            literal = [properties[name] for name in names & set(properties) if isinstance(properties[name], str)]
+            assert all(name.startswith(("team2-", "/aws/sagemaker/Endpoints/team2-")) for name in literal)
