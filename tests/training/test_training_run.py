@@ -70,6 +70,7 @@ def test_recipe_flags_build_bf16_and_fused_adamw(tmp_path: Path, train_argv: Cal
     assert trainer.accelerator.mixed_precision == "bf16"  # accelerate wraps forward in bf16 autocast
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
 def test_compiled_run_saves_a_plain_model(tmp_path: Path, run_training: Callable[..., dict[str, Any]]) -> None:
     """torch.compile wraps the model; what is saved must still load without the wrapper's key prefix."""
     metrics = run_training(tmp_path, "--compile", "--epochs", "1")
