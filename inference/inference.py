@@ -1,0 +1,207 @@
+"""SageMaker handler for the tweet sentiment classifier (ships alone as `code/inference.py`).
+
+The SageMaker PyTorch serving toolkit imports this module inside each TorchServe worker and calls
+`model_fn` once, then `input_fn` -> `predict_fn` -> `output_fn` per request. It may only import
+what the inference image and `code/requirements.txt` provide, never this project's modules.
+
+Requests: `application/x-text` or `text/plain` (one UTF-8 text), or `application/json` with
+`{"inputs": "one text"}` or `{"inputs": ["a", "b", ...]}`. Replies are `application/json`:
+`{"sentiment": "negative", "score": 0.85}`, or a list of those for a JSON list.
+
+Bad requests raise the toolkit's `GenericInferenceToolkitError`, whose status code the toolkit
+hands to TorchServe; any other exception would reach the client as a bare 500.
+
+Environment (set on the SageMaker Model):
+- `INFERENCE_MODE`: `fp32` (default), `int8` (dynamic quantization of Linear layers) or `bf16`
+  (autocast; falls back to fp32 on CPUs without native bf16).
+- `MAX_BATCH_SIZE`: most texts in one JSON request (default 32); more is refused with 413.
+- `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between
+  the `SAGEMAKER_MODEL_SERVER_WORKERS` workers (TorchServe starts one per core when unset).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import torch
+from sagemaker_inference.errors import GenericInferenceToolkitError
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+logger = logging.getLogger(__name__)
+
+TEXT_CONTENT_TYPES = frozenset({"application/x-text", "text/plain"})
+JSON_CONTENT_TYPE = "application/json"
+ACCEPTABLE = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
+MODES = ("fp32", "int8", "bf16")
+DEFAULT_MAX_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """What `model_fn` loads once per worker and every `predict_fn` call reuses."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    labels: dict[int, str]
+    max_length: int
+    bf16: bool
+
+
+@dataclass(frozen=True)
+class Texts:
+    """A decoded request: the texts and whether the client sent a list (and so gets a list back)."""
+
+    texts: list[str]
+    batch: bool
+
+
+def model_fn(model_dir: str) -> Classifier:
+    """Loads model and tokenizer from the unpacked model.tar.gz, set up for fast CPU inference."""
+    mode = os.environ.get("INFERENCE_MODE", "fp32").lower()
+    if mode not in MODES:
+        raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(MODES)}")
+    threads = _configure_threads()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    if mode == "bf16" and not _cpu_has_bf16():
+        logger.warning("INFERENCE_MODE=bf16 but this CPU has no native bf16; serving fp32")
+        mode = "fp32"
+    if mode == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    classifier = Classifier(
+        model=model,
+        tokenizer=tokenizer,
+        labels={int(index): label for index, label in model.config.id2label.items()},
+        max_length=_max_length(tokenizer, model.config),
+        bf16=mode == "bf16",
+    )
+    logger.info(
+        "loaded %s: mode=%s threads=%d max_length=%d labels=%s",
+        model_dir,
+        mode,
+        threads,
+        classifier.max_length,
+        list(classifier.labels.values()),
+    )
+    return classifier
+
+
+def input_fn(body: bytes | bytearray | str | None, content_type: str | None) -> Texts:
+    """Turns the request body into texts, refusing with a 4xx what the model cannot answer."""
+    media_type = _media_type(content_type)
+    if media_type in TEXT_CONTENT_TYPES:
+        return Texts([_non_blank(_decode(body), "the request body")], batch=False)
+    if media_type == JSON_CONTENT_TYPE:
+        return _parse_json(_decode(body))
+    supported = ", ".join(sorted(TEXT_CONTENT_TYPES | {JSON_CONTENT_TYPE}))
+    raise GenericInferenceToolkitError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type {content_type!r} is not supported; use one of {supported}",
+    )
+
+
+def predict_fn(data: Texts, model: Classifier) -> dict[str, Any] | list[dict[str, Any]]:
+    """Classifies the texts in one forward pass; texts beyond the model's length are truncated."""
+    encoded = model.tokenizer(
+        data.texts, padding=True, truncation=True, max_length=model.max_length, return_tensors="pt"
+    )
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.bf16):
+        logits = model.model(**encoded).logits
+    scores, indices = logits.float().softmax(dim=-1).max(dim=-1)
+    results = [
+        {"sentiment": model.labels[index], "score": score}
+        for index, score in zip(indices.tolist(), scores.tolist(), strict=True)
+    ]
+    return results if data.batch else results[0]
+
+
+def output_fn(prediction: dict[str, Any] | list[dict[str, Any]], accept: str | None) -> tuple[str, str]:
+    """Serializes to JSON, the only format offered; the toolkit maps a missing or */* Accept to it."""
+    if accept and not ACCEPTABLE & {_media_type(part) for part in accept.split(",")}:
+        raise GenericInferenceToolkitError(
+            HTTPStatus.NOT_ACCEPTABLE, f"Accept {accept!r} is not supported; use {JSON_CONTENT_TYPE}"
+        )
+    return json.dumps(prediction), JSON_CONTENT_TYPE
+
+
+def _parse_json(text: str) -> Texts:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _bad_request(f"malformed JSON: {error}") from None
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    if isinstance(inputs, str):
+        return Texts([_non_blank(inputs, '"inputs"')], batch=False)
+    if not isinstance(inputs, list) or not inputs:
+        raise _bad_request('expected a JSON object {"inputs": "text"} or {"inputs": ["text", ...]}')
+    limit = int(os.environ.get("MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE))
+    if len(inputs) > limit:
+        raise GenericInferenceToolkitError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"{len(inputs)} texts in one request; at most {limit} (MAX_BATCH_SIZE), split the batch",
+        )
+    for index, item in enumerate(inputs):
+        if not isinstance(item, str):
+            raise _bad_request(f'"inputs"[{index}] is {type(item).__name__}; expected a string')
+        _non_blank(item, f'"inputs"[{index}]')
+    return Texts(inputs, batch=True)
+
+
+def _decode(body: bytes | bytearray | str | None) -> str:
+    """The toolkit decodes JSON bodies itself; text bodies arrive as bytes (or bytearray)."""
+    if isinstance(body, str):
+        return body
+    try:
+        return bytes(body or b"").decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _bad_request(f"the request body is not valid UTF-8: {error}") from None
+
+
+def _non_blank(text: str, what: str) -> str:
+    if not text.strip():
+        raise _bad_request(f"{what} is empty; send the text to classify")
+    return text
+
+
+def _media_type(header: str | None) -> str:
+    """`Text/Plain; charset=utf-8` -> `text/plain`."""
+    return (header or "").split(";")[0].strip().lower()
+
+
+def _bad_request(message: str) -> GenericInferenceToolkitError:
+    return GenericInferenceToolkitError(HTTPStatus.BAD_REQUEST, message)
+
+
+def _configure_threads() -> int:
+    """Without OMP_NUM_THREADS, split the cores between workers so they do not oversubscribe."""
+    if "OMP_NUM_THREADS" in os.environ:
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    else:
+        cores = len(os.sched_getaffinity(0))
+        workers = int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+        threads = max(1, cores // workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _max_length(tokenizer: Any, config: Any) -> int:
+    """A tokenizer saved without model_max_length reports a huge sentinel; the position
+    embeddings bound it (RoBERTa spends two of them on its padding offset)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    limit = positions - 2 if positions else tokenizer.model_max_length
+    return int(min(tokenizer.model_max_length, limit))
+
+
+def _cpu_has_bf16() -> bool:
+    """Native bf16 (AVX512-BF16/AMX on x86, BF16 on Graviton3+); elsewhere it is emulated, slower."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})

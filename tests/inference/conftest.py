@@ -1,0 +1,49 @@
+"""Shared fixtures: one tiny model, its model.tar.gz, and the handler's loaded Classifier."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_roberta import build_model
+
+from inference import inference as handler
+from training.package import build_model_archive
+
+CODE_DIR = Path(handler.__file__).parent
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def model_tar(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The archive the endpoint gets: model at the root, this handler under code/."""
+    return build_model_archive(model_dir, CODE_DIR, tmp_path_factory.mktemp("archive") / "model.tar.gz")
+
+
+@contextlib.contextmanager
+def restored_threads() -> Iterator[None]:
+    """model_fn sets torch's process-wide thread count; tests put it back afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def classifier(model_dir: Path) -> handler.Classifier:
+    with restored_threads():
+        return handler.model_fn(str(model_dir))
+
+
+@pytest.fixture
+def keep_threads() -> Iterator[None]:
+    with restored_threads():
+        yield
