@@ -1,0 +1,269 @@
+"""Serves a model.tar.gz on this machine exactly as the SageMaker endpoint does, on loopback only.
+
+The endpoint image runs `sagemaker_pytorch_serving_container.serving.main()`, which pip-installs
+`code/requirements.txt`, writes a TorchServe config and starts TorchServe on the unpacked archive.
+`LocalEndpoint` runs that same entry point in its own process group, with three changes that keep
+it off the network and out of the system:
+
+- The toolkit hard-codes `0.0.0.0` in the config it generates, but that config keeps TorchServe's
+  `enable_envvars_config=true`, so `TS_INFERENCE_ADDRESS`/`TS_MANAGEMENT_ADDRESS`/
+  `TS_METRICS_ADDRESS` (which TorchServe prefers over the file) bind everything to 127.0.0.1.
+- The config goes to the server's own directory instead of `/etc/sagemaker-ts.properties`, and
+  `TMPDIR`/`TEMP` point there too, so TorchServe's pid file and model copy stay out of /tmp.
+- `SAGEMAKER_BASE_DIR` stands in for `/opt/ml`, so the archive unpacks to `<tmp>/ml/model`.
+
+The toolkit refuses to start while another TorchServe runs on the machine: one server at a time.
+A model that fails to load is retried by TorchServe forever (as on the endpoint); here startup
+gives up after `startup_timeout` and shows the end of the server log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import psutil
+
+DEFAULT_PORT = 8080
+READY_TEXT = "Covid cases are increasing fast!"
+
+# Runs in the server process: the endpoint's entry point, with the config file moved.
+_BOOTSTRAP = (
+    "import sys\n"
+    "from sagemaker_pytorch_serving_container import serving, torchserve\n"
+    "torchserve.TS_CONFIG_FILE = sys.argv[1]\n"
+    "serving.main()\n"
+)
+
+
+def post_invocation(
+    url: str,
+    body: bytes,
+    content_type: str = "application/x-text",
+    accept: str = "application/json",
+    timeout: float = 30,
+) -> tuple[int, bytes]:
+    """POSTs to `<url>/invocations` like SageMaker's runtime does; returns status and body, 4xx too."""
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "Accept": accept},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def ping(url: str, timeout: float = 5) -> int:
+    """Status of `GET /ping`; it answers 200 before the model has loaded, so it proves little."""
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+class LocalEndpoint:
+    """The real serving stack on 127.0.0.1:`port`, ready once an invocation has succeeded.
+
+    Use as a context manager; `stop()` ends the whole process group (toolkit, TorchServe's Java
+    frontend and its Python workers) and removes the unpacked model.
+    """
+
+    def __init__(
+        self,
+        model_tar: Path,
+        port: int = DEFAULT_PORT,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        log: IO[str] | None = None,
+        startup_timeout: float = 120,
+    ) -> None:
+        self.model_tar = Path(model_tar)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.workers = workers
+        self.extra_env = env or {}
+        self.startup_timeout = startup_timeout
+        self._log = log
+        self._workdir: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LocalEndpoint:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's output goes when no `log` stream was given."""
+        assert self._workdir is not None, "not started"
+        return self._workdir / "server.log"
+
+    def start(self) -> None:
+        """Unpacks the archive, starts the toolkit and waits for a real invocation to succeed."""
+        if not port_is_free(self.port):
+            # Another server there would answer the readiness check in this one's place.
+            raise RuntimeError(f"127.0.0.1:{self.port} is in use; stop that server or pick another port")
+        self._workdir = Path(tempfile.mkdtemp(prefix="pt2-serve-"))
+        model_dir = self._workdir / "ml" / "model"
+        model_dir.mkdir(parents=True)
+        with tarfile.open(self.model_tar) as archive:
+            archive.extractall(model_dir, filter="data")
+        with contextlib.ExitStack() as stack:
+            output = self._log or stack.enter_context(self.log_path.open("w"))
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, str(self._workdir / "ts.properties")],
+                cwd=self._workdir,
+                env=self._environment(model_dir),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def invoke(
+        self, body: bytes, content_type: str = "application/x-text", accept: str = "application/json"
+    ) -> tuple[int, bytes]:
+        return post_invocation(self.url, body, content_type, accept)
+
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM to the group (the toolkit forwards it to TorchServe), SIGKILL what outlives it."""
+        if self.process is not None:
+            group = self.process.pid
+            _signal_group(group, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while group_members(group) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _signal_group(group, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def _environment(self, model_dir: Path) -> dict[str, str]:
+        assert self._workdir is not None
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        loopback = f"http://127.0.0.1:{self.port}"
+        env.update(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            SAGEMAKER_BASE_DIR=str(model_dir.parent),
+            SAGEMAKER_PROGRAM="inference.py",
+            SAGEMAKER_SUBMIT_DIRECTORY=str(model_dir / "code"),
+            SAGEMAKER_BIND_TO_PORT=str(self.port),
+            SAGEMAKER_MODEL_SERVER_WORKERS=str(self.workers),
+            TS_INFERENCE_ADDRESS=loopback,
+            TS_MANAGEMENT_ADDRESS=loopback,
+            TS_METRICS_ADDRESS=f"http://127.0.0.1:{free_port()}",
+            TMPDIR=str(self._workdir),  # TorchServe's pid file
+            TEMP=str(self._workdir),  # its Java tmpdir, where it copies the model
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}{self._log_tail()}")
+            try:
+                # The first request waits in TorchServe's queue until the model has loaded; a short
+                # timeout keeps checking that the server is still alive meanwhile.
+                status, body = post_invocation(self.url, READY_TEXT.encode(), timeout=10)
+            except OSError:
+                status, body = 0, b""
+            if status == 200:
+                return
+            if status >= 400 and status != 503:
+                raise RuntimeError(f"the first invocation failed: {status} {body[:500]!r}")
+            time.sleep(0.5)
+        raise TimeoutError(f"no successful invocation after {self.startup_timeout:.0f} s{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 30) -> str:
+        if self._log is not None or self._workdir is None:
+            return ""
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "; server log:\n" + "\n".join(tail)
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in a process group: what a clean stop must leave empty."""
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _signal_group(group: int, signo: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+        os.killpg(group, signo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m inference.serve --model model.tar.gz`: serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="model.tar.gz as the endpoint gets it")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--workers", type=int, default=1, help="TorchServe workers (each loads the model)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    endpoint = LocalEndpoint(args.model, args.port, args.workers, log=sys.stderr)
+    try:
+        with endpoint:
+            print(f"ready: POST {endpoint.url}/invocations (Ctrl-C stops)", flush=True)
+            assert endpoint.process is not None
+            return endpoint.process.wait()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
