@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=1, help="TorchServe workers (each loads the model)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C and `kill` both stop cleanly, even where SIGINT starts ignored (a background job).
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signo, signal.default_int_handler)
     endpoint = LocalEndpoint(args.model, args.port, args.workers, log=sys.stderr)
     try:
         with endpoint:

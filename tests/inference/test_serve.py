@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import tarfile
 from pathlib import Path
 
@@ -124,3 +125,12 @@ def _live_processes():
                 yield process
         except psutil.Error:
             continue
+
+
+def test_refuses_a_port_in_use(model_tar: Path):
+    """Otherwise whatever listens there would answer the readiness check."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="in use"):
+            LocalEndpoint(model_tar, port=taken.getsockname()[1]).start()
