@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 CDK := npx --no-install cdk
 PORT ?= 8080
-MODEL ?=
 
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
@@ -59,9 +58,8 @@ deploy: $(VENV)/.installed node_modules/.installed ## Deploy all stacks to the A
 destroy: $(VENV)/.installed node_modules/.installed ## Remove every stack (the artifact bucket stays unless deleteBucketOnDestroy=true)
 	$(CDK) destroy --all
 
-serve: $(VENV)/.installed ## Serve MODEL=path/to/model.tar.gz on 127.0.0.1:$(PORT) with the real SageMaker toolkit
-	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=path/to/model.tar.gz"; exit 2; }
-	$(PY) -m inference.serve --model $(MODEL) --port $(PORT)
+serve: $(VENV)/.installed ## Serve MODEL=model.tar.gz (default: the demo's) on 127.0.0.1:$(PORT) with the real SageMaker toolkit
+	$(PY) -m inference.serve --model $(or $(MODEL),build/demo/model.tar.gz) --port $(PORT)
 
 bench-train: $(VENV)/.installed ## Training throughput: the recipe against the project's default
 	$(PY) -m benchmarks.train

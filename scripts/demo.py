@@ -22,8 +22,8 @@ from pathlib import Path
 
 from inference.predict import invoke_local
 from inference.serve import DEFAULT_PORT, LocalEndpoint
-from tests.tiny_roberta import build_model, write_dataset
 from training.package import build_model_archive
+from training.tiny_model import build_model, write_dataset
 
 SENTENCE = "Covid cases are increasing fast!"
 CODE_DIR = Path(__file__).resolve().parent.parent / "inference"

@@ -20,6 +20,7 @@ from stacks.settings import Settings
 VARIANT = "AllTraffic"
 # vCPUs per size suffix of the ml.* instance types the endpoint may use.
 VCPUS_BY_SIZE = {"medium": 1, "large": 2, "xlarge": 4}
+THREADS_PER_WORKER = 4
 INVOCATIONS_PER_INSTANCE_TARGET = 600.0  # per minute; ~10 rps per instance, well under its capacity
 LATENCY_ALARM_MICROSECONDS = 500_000
 
@@ -32,12 +33,19 @@ def vcpus(instance_type: str) -> int:
 
 
 def graviton_environment(instance_type: str) -> dict[str, str]:
-    """AWS's PyTorch tuning for Graviton: bf16 fast math in oneDNN, cached primitives, huge pages."""
+    """AWS's PyTorch tuning for Graviton: bf16 fast math in oneDNN, cached primitives, huge pages.
+
+    TorchServe starts one worker per vCPU unless told otherwise; each worker then runs its own
+    OMP_NUM_THREADS threads. The vCPUs are split into workers of THREADS_PER_WORKER threads instead,
+    so the instance is neither oversubscribed nor left with one worker for every request.
+    """
+    threads = min(THREADS_PER_WORKER, vcpus(instance_type))
     return {
         "DNNL_DEFAULT_FPMATH_MODE": "BF16",
         "LRU_CACHE_CAPACITY": "1024",
         "THP_MEM_ALLOC_ENABLE": "1",
-        "OMP_NUM_THREADS": str(vcpus(instance_type)),
+        "OMP_NUM_THREADS": str(threads),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(vcpus(instance_type) // threads),
     }
 
 
@@ -103,6 +111,7 @@ class InferenceStack(Stack):
                     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                     "SAGEMAKER_REGION": self.region,
+                    "INFERENCE_MODE": self.settings.inference_mode,
                     **graviton_environment(self.settings.endpoint_instance_type),
                 },
             ),

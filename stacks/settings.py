@@ -146,6 +146,13 @@ OPTIONS: tuple[Option, ...] = (
         "Instance type of the endpoint.",
     ),
     Option(
+        "inferenceMode",
+        "fp32",
+        _one_of("fp32", "int8", "bf16"),
+        "one of fp32, int8, bf16",
+        "Endpoint numerics: fp32, dynamic int8 quantization, or bf16 autocast (see docs/benchmarks.md).",
+    ),
+    Option(
         "endpointInstanceCount",
         1,
         _integer(1, 10),
@@ -223,6 +230,7 @@ class Settings:
     inference_image_uri: str
     wait_timeout_minutes: int
     endpoint_instance_type: str
+    inference_mode: str
     endpoint_instance_count: int
     autoscaling_min_capacity: int
     autoscaling_max_capacity: int

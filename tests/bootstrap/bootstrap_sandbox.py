@@ -16,6 +16,7 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "training" / "bootstrap.sh"
@@ -134,7 +135,7 @@ class Sandbox:
         signals = [json.loads(path.read_text()) for path in signal_files]
         return Run(returncode, stdout, stderr, calls, signals)
 
-    def log_events(self) -> list[dict[str, object]]:
+    def log_events(self) -> list[dict[str, Any]]:
         batches = sorted((self.standin_dir / "cloudwatch").glob("*.json"), key=lambda p: int(p.stem))
         return [event for path in batches for event in json.loads(path.read_text())]
 

@@ -1,7 +1,8 @@
 from pathlib import Path
 
 import pytest
-from bootstrap_sandbox import Run, Sandbox
+
+from tests.bootstrap.bootstrap_sandbox import Run, Sandbox
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bootstrap_sandbox import REPO, Run, Sandbox
+
+from tests.bootstrap.bootstrap_sandbox import REPO, Run, Sandbox
 
 E2E = REPO / "scripts" / "aws_e2e.sh"
 

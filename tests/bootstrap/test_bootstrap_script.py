@@ -11,7 +11,8 @@ import tarfile
 import time
 
 import pytest
-from bootstrap_sandbox import (
+
+from tests.bootstrap.bootstrap_sandbox import (
     CHECKPOINT_PREFIX,
     IMAGE_URI,
     METRICS_KEY,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from bootstrap_sandbox import REPO, SCRIPT, STANDINS
+from tests.bootstrap.bootstrap_sandbox import REPO, SCRIPT, STANDINS
 
 # EC2 caps user data at 16 KB. The exports CDK puts in front of the script (URLs, the presigned
 # WaitCondition URL of ~600 characters) need about 2 KB; 4 KB stay free for them.

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_roberta import build_model
 
 from inference import inference as handler
 from training.package import build_model_archive
+from training.tiny_model import build_model
 
 CODE_DIR = Path(handler.__file__).parent
 

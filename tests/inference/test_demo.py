@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_roberta import LABELS
 
 from inference.serve import free_port
+from training.tiny_model import LABELS
 
 REPO = Path(__file__).resolve().parents[2]
 

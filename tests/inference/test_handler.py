@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from sagemaker_inference.errors import GenericInferenceToolkitError
-from tiny_roberta import LABELS
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from inference import inference as handler
+from training.tiny_model import LABELS
 
 SENTENCE = "Covid cases are increasing fast!"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tiny_roberta import LABELS
 
 from inference import predict
 from inference.serve import LocalEndpoint, free_port, group_members, ping
+from training.tiny_model import LABELS
 
 pytestmark = pytest.mark.slow
 

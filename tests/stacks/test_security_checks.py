@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Synthesized
 
 from stacks import app_builder
 from stacks.app_builder import Application
+from tests.stacks.synthesis import Synthesized
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

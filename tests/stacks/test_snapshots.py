@@ -6,9 +6,10 @@ import json
 import re
 
 import pytest
-from conftest import Synthesized
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
+
+from tests.stacks.synthesis import Synthesized
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 # The instance's logical id ends in a hash of its user data (user_data_causes_replacement), which

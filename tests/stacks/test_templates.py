@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import CUSTOM_CONTEXT, EXISTING_MODEL, Synthesized
+from tests.stacks.synthesis import CUSTOM_CONTEXT, EXISTING_MODEL, Synthesized
 
 STACKS = ("foundation", "training", "inference")
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def resources_of(app: Synthesized, stack: str, resource_type: str) -> dict[str, Any]:
-    return app.template(stack).find_resources(resource_type)
+    return dict(app.template(stack).find_resources(resource_type))
 
 
 def only(resources: dict[str, Any]) -> dict[str, Any]:
@@ -240,15 +240,15 @@ def test_endpoint_instance_type_count_and_encrypted_volume(default_app: Synthesi
 def test_model_runs_the_graviton_image_with_the_graviton_tuning(
     default_app: Synthesized, custom_app: Synthesized
 ) -> None:
-    for app, threads, image in (
+    for app, workers, image in (
         (
             default_app,
-            "16",
+            "4",
             "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker",
         ),
         (
             custom_app,
-            "8",
+            "2",
             "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference-graviton:2.0.1-cpu-py310-ubuntu20.04-sagemaker",
         ),
     ):
@@ -258,7 +258,9 @@ def test_model_runs_the_graviton_image_with_the_graviton_tuning(
         assert environment["DNNL_DEFAULT_FPMATH_MODE"] == "BF16"
         assert environment["LRU_CACHE_CAPACITY"] == "1024"
         assert environment["THP_MEM_ALLOC_ENABLE"] == "1"
-        assert environment["OMP_NUM_THREADS"] == threads
+        assert environment["OMP_NUM_THREADS"] == "4"
+        assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
+        assert environment["INFERENCE_MODE"] == ("int8" if app is custom_app else "fp32")
         assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
 
 

@@ -15,9 +15,8 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers/huggingface_hub read it at import
 
-from tiny_roberta import build_model, write_dataset
-
 from training import train
+from training.tiny_model import build_model, write_dataset
 
 # Big enough that the tiny model learns within two epochs at a high learning rate, small enough to take seconds.
 TRAIN_ROWS, VALIDATION_ROWS = 480, 60

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_roberta import LABELS, make_texts
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from training.tiny_model import LABELS, make_texts
 from training.train import build_trainer, parse_args
 
 METRIC_KEYS = {"eval_loss", "eval_recall", "eval_accuracy", "train_runtime", "train_samples_per_second", "epoch"}

@@ -1,4 +1,6 @@
-"""A tiny RoBERTa classifier, tokenizer and a learnable tweet-like dataset, made at test time.
+"""A tiny RoBERTa classifier, tokenizer and a learnable tweet-like dataset, made offline in seconds.
+
+Used by `make demo`, the tests and the CPU smokes of the benchmarks: no hub, no download.
 
 The tokenizer is trained with the `tokenizers` library and saved as vocab.json/merges.txt before
 loading it through transformers: in transformers 5, `RobertaTokenizerFast(vocab_file=...)` silently
@@ -71,7 +73,7 @@ def build_model(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(directory)
-    config = RobertaConfig(
+    config = RobertaConfig(  # type: ignore[call-arg]  # num_labels & co. go through PreTrainedConfig's kwargs
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
