@@ -74,7 +74,7 @@ def test_every_configuration_reports_a_positive_rate(smoke: tuple[dict[str, Any]
         assert result["timed_steps"] >= 1
         assert result["warmup_steps"] + result["timed_steps"] <= result["steps"]
         assert result["setup"]["global_batch_size"] == result["global_batch"]
-    assert report["info"]["note"] == "CPU smoke with a tiny model: not a performance result"
+    assert report["info"]["note"] == "CPU smoke (tiny model): not a performance result"
 
 
 def test_configurations_get_the_flags_they_name(smoke: tuple[dict[str, Any], Path, str]) -> None:
@@ -85,7 +85,9 @@ def test_configurations_get_the_flags_they_name(smoke: tuple[dict[str, Any], Pat
     assert setups["project_default"]["train_sampling_strategy"].endswith("group_by_length")
     padding = {result["config"]: result["padding_fraction"] for result in smoke[0]["results"]}
     assert padding["recipe_fp32"] > 0.8  # ~35 real tokens of 512
-    assert padding["project_default"] < 0.5
+    # Only batch x steps rows on CPU: too few for Trainer's length grouping to group (its megabatch is
+    # min(rows // (4 x batch), 50) batches), so dynamic padding alone is what shows here.
+    assert padding["project_default"] < padding["recipe_fp32"]
 
 
 def test_derived_figures_follow_the_documented_formulas(smoke: tuple[dict[str, Any], Path, str]) -> None:

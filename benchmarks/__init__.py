@@ -1,0 +1,1 @@
+"""Benchmarks: training throughput (benchmarks.train) and endpoint latency (benchmarks.serve)."""

@@ -1,0 +1,532 @@
+"""Training throughput of the project's own Trainer path against the original recipe, in one run.
+
+    python -m benchmarks.train                      # GPU: RoBERTa-base; CPU: a tiny model, a smoke only
+    python -m benchmarks.train --with-anchor --anchor-script build/anchor/anchor_train_step.py
+
+Every configuration is built by training.train.build_trainer from its own command-line flags, on a
+random-weight RoBERTa classifier and synthetic tweet-length texts (benchmarks.synthetic), so what is
+timed is exactly what `python -m training.train` runs. A Trainer callback takes a timestamp at the end
+of every optimizer step (after a CUDA synchronize), which separates warm-up (Trainer set-up, sampler,
+torch.compile, recompiles) from the steady state. Prints one Markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
+
+from benchmarks import synthetic
+from training.train import build_trainer, parse_args, setup_summary
+
+TWEET_EVAL_TRAIN_ROWS = 45_615
+EPOCHS = 10
+PROJECTED_SAMPLES = TWEET_EVAL_TRAIN_ROWS * EPOCHS  # 456,150: the recipe's 10 epochs of tweet_eval sentiment
+TARGET_WALL_S = 60.0
+VALIDATION_ROWS = 64  # build_trainer wants a validation split; the benchmark never evaluates
+OUTLIER = 5.0  # a step this many times the steady median (a compile or recompile) still counts as warm-up
+FLOP_FORMULA = (
+    "6 x encoder-layer parameters x tokens (forward + backward matmuls; embeddings are lookups, "
+    "attention-score matmuls and the classifier head are left out), as the anchor script counts"
+)
+DEFAULT_ANCHOR_SCRIPTS = ("build/anchor/anchor_train_step.py", "../shared/bench/anchor_train_step.py")
+RECIPE_PAD = ("--pad-to-max-length", "--max-length", str(synthetic.MAX_LENGTH))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    label: str
+    batch: int
+    flags: tuple[str, ...]
+    gpu_steps: int
+    dynamic: bool  # dynamic padding with length grouping: the data is the full tweet_eval size
+
+    def cpu_flags(self, compile_allowed: bool) -> tuple[str, ...]:
+        """The CPU smoke compiles only where compiling is the configuration's point, and only if allowed."""
+        return () if compile_allowed and "--compile" in self.flags else ("--no-compile",)
+
+
+CONFIGS = {
+    config.name: config
+    for config in (
+        Config(
+            "recipe_fp32",
+            "(1) recipe: fp32, pad 512",
+            16,
+            (*RECIPE_PAD, "--no-bf16", "--no-compile", "--optim", "adamw_torch"),
+            gpu_steps=60,
+            dynamic=False,
+        ),
+        Config(
+            "recipe_pt2",
+            "(2) recipe + bf16, compile, fused AdamW, pad 512",
+            16,
+            (*RECIPE_PAD, "--bf16", "--compile", "--optim", "adamw_torch_fused"),
+            gpu_steps=120,
+            dynamic=False,
+        ),
+        Config(
+            "project_default",
+            "(3) project default: dynamic padding, length-grouped",
+            128,
+            (),
+            gpu_steps=400,  # one epoch is 357 steps: the steady window covers a whole epoch
+            dynamic=True,
+        ),
+        Config(
+            "large_batch",
+            "(4) project path, batch 1024 (lr to retune)",
+            1024,
+            (),
+            gpu_steps=80,  # one epoch is 45 steps, ordered longest to shortest (one length-group megabatch)
+            dynamic=True,
+        ),
+    )
+}
+ALIASES = {str(index): name for index, name in enumerate(CONFIGS, start=1)}
+CPU_STEPS = 3  # one warm-up step, two timed: a smoke, not a measurement
+
+
+def parse_bench_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)} (or 1-4)")
+    parser.add_argument(
+        "--steps", type=int, help=f"optimizer steps per config (default: per config on GPU, {CPU_STEPS} on CPU)"
+    )
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--model-size", choices=("auto", "base", "tiny"), default="auto", help="auto: base on GPU")
+    parser.add_argument("--max-device-batch-size", type=int, help="passed to training.train (gradient accumulation)")
+    parser.add_argument(
+        "--cpu-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on CPU, compile config 2 as it asks (about 40 s of inductor on 2 cores with a cold cache)",
+    )
+    parser.add_argument("--output", type=Path, default=Path("build/bench-train.json"))
+    parser.add_argument("--with-anchor", action="store_true", help="also run the anchor script in this run")
+    parser.add_argument("--anchor-script", type=Path, help=f"default: the first of {', '.join(DEFAULT_ANCHOR_SCRIPTS)}")
+    parser.add_argument("--anchor-configs", default="seed_fp32,dyn_bf16", help="the anchor script's --configs")
+    args = parser.parse_args(argv)
+    names = [ALIASES.get(name.strip(), name.strip()) for name in args.configs.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown or not names:
+        parser.error(f"unknown config(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CONFIGS)}")
+    args.configs = names
+    if args.steps is not None and args.steps < 2:
+        parser.error("--steps must be at least 2 (one warm-up step and one timed)")
+    return args
+
+
+# ---- measuring ----
+
+
+class StepClock(TrainerCallback):
+    """A timestamp at the end of every optimizer step; keeps Trainer from evaluating and saving.
+
+    The benchmark stops mid-epoch (max_steps); the per-epoch evaluation and checkpoint of a real run are
+    not part of the step rate, so they are switched off here rather than timed by accident.
+    """
+
+    def __init__(self, synchronize: Callable[[], None]) -> None:
+        self.synchronize = synchronize
+        self.times: list[float] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.synchronize()
+        self.times.append(time.perf_counter())
+        control.should_evaluate = control.should_save = False
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        control.should_evaluate = control.should_save = False
+
+
+class BatchRecorder:
+    """Wraps the Trainer's data collator and records each training batch's samples, real and padded tokens.
+
+    Collation runs in the main process (dataloader_num_workers is 0) and in order, so the k-th batch
+    recorded is the k-th micro-batch trained on, even when the loader fetches one batch ahead.
+    """
+
+    def __init__(self, collator: Callable[[list[dict[str, Any]]], Any]) -> None:
+        self.collator = collator
+        self.recording = False
+        self.batches: list[tuple[int, int, int]] = []
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        if self.recording:
+            mask = batch["attention_mask"]
+            self.batches.append((int(mask.shape[0]), int(mask.sum()), int(mask.numel())))
+        return batch
+
+
+def warmup_steps(durations: Sequence[float], minimum: int) -> int:
+    """Steps until the steady state: past the last compile-sized outlier in the first half, at least `minimum`.
+
+    An outlier is a step longer than OUTLIER times the median of the second half. Outliers later than
+    the first half stay in the timed window: they are part of what a run costs.
+    """
+    steady = statistics.median(durations[len(durations) // 2 :])
+    late = [i for i, duration in enumerate(durations[: len(durations) // 2]) if duration > OUTLIER * steady]
+    return max(minimum, late[-1] + 1 if late else 0)
+
+
+def timed_window(count: int, warmup: int, steps_per_epoch: int | None) -> int:
+    """Steps to time after warm-up: whole epochs where at least one fits, so the mix of lengths is the epoch's."""
+    window = count - warmup
+    if steps_per_epoch and window >= steps_per_epoch:
+        window -= window % steps_per_epoch
+    return window
+
+
+def bf16_matmul_tflops(device: str) -> float | None:
+    """The card's bf16 matmul rate as the anchor script measures it: 20 products of 8192^3 after 3 warm-ups."""
+    if device != "cuda":
+        return None
+    size = 8192
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(20):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    rate = 20 * 2 * size**3 / (start.elapsed_time(end) / 1e3) / 1e12
+    del a, b
+    torch.cuda.empty_cache()
+    return rate
+
+
+def projected_wall_s(warmup_s: float, samples_per_s: float) -> float:
+    """A 10-epoch tweet_eval run: warm-up, then every sample at the steady rate (the warm-up's own samples
+    are counted again, which errs long by a few seconds at most). Evaluation and checkpoints not included."""
+    return warmup_s + PROJECTED_SAMPLES / samples_per_s
+
+
+# ---- running ----
+
+
+@dataclass
+class Workspace:
+    root: Path
+    model_dir: Path
+    files: dict[int, Path]
+
+    def train_file(self, rows: int) -> Path:
+        if rows not in self.files:
+            self.files[rows] = synthetic.write_rows(self.root / f"train-{rows}.jsonl", rows, seed=0)
+        return self.files[rows]
+
+
+def train_rows(config: Config, steps: int, device: str) -> int:
+    """The full tweet_eval size where length grouping depends on it (GPU); otherwise what the steps use."""
+    if config.dynamic and device == "cuda":
+        return TWEET_EVAL_TRAIN_ROWS
+    return min(TWEET_EVAL_TRAIN_ROWS, config.batch * steps)
+
+
+def run_config(
+    config: Config, args: argparse.Namespace, workspace: Workspace, device: str, matmul_tflops: float | None
+) -> dict[str, Any]:
+    steps = args.steps or (config.gpu_steps if device == "cuda" else CPU_STEPS)
+    rows = train_rows(config, steps, device)
+    argv = [
+        "--output-dir",
+        str(workspace.root / config.name),
+        "--model-name",
+        str(workspace.model_dir),
+        "--train-file",
+        str(workspace.train_file(rows)),
+        "--validation-file",
+        str(workspace.root / "validation.jsonl"),
+        "--global-batch-size",
+        str(config.batch),
+        "--max-steps",
+        str(steps),
+        "--no-resume",
+        *(["--max-device-batch-size", str(args.max_device_batch_size)] if args.max_device_batch_size else []),
+        *config.flags,
+        *(config.cpu_flags(args.cpu_compile) if device == "cpu" else ()),
+    ]
+    started = time.perf_counter()
+    trainer = build_trainer(parse_args(argv))
+    setup_s = time.perf_counter() - started
+    synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
+    clock = StepClock(synchronize)
+    recorder = BatchRecorder(trainer.data_collator)
+    trainer.data_collator = recorder
+    for noisy in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(noisy)
+    trainer.add_callback(clock)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    lengths: list[int] = [sum(mask) for mask in trainer.train_dataset["attention_mask"]]  # type: ignore[index]
+    model = trainer.model
+    assert model is not None
+    layer_params = sum(int(p.numel()) for name, p in model.named_parameters() if ".layer." in name)
+    params = sum(int(p.numel()) for p in model.parameters())
+    del model
+    setup = setup_summary(trainer, None)
+
+    recorder.recording = True
+    synchronize()
+    begin = time.perf_counter()
+    trainer.train()
+    recorder.recording = False
+    peak_gb = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
+    release(trainer, device)
+
+    result = summarize(
+        config, begin, clock.times, recorder.batches, setup["gradient_accumulation_steps"], rows, layer_params
+    )
+    result.update(
+        setup_s=setup_s,
+        peak_gpu_memory_gb=peak_gb,
+        params=params,
+        encoder_layer_params=layer_params,
+        train_rows=rows,
+        input_tokens_mean=statistics.fmean(lengths),
+        input_tokens_std=statistics.pstdev(lengths),
+        bf16_fraction=(result["useful_tflops"] / matmul_tflops if matmul_tflops else None),
+        setup=setup,
+        flags=argv[argv.index("--global-batch-size") :],
+    )
+    return result
+
+
+def summarize(
+    config: Config,
+    begin: float,
+    times: list[float],
+    batches: list[tuple[int, int, int]],
+    accumulation: int,
+    rows: int,
+    layer_params: int,
+) -> dict[str, Any]:
+    """Step rate over the steady window; warm-up is from trainer.train() to the end of the last warm-up step."""
+    if len(times) < 2 or len(batches) < len(times) * accumulation:
+        raise RuntimeError(f"{config.name}: {len(times)} steps and {len(batches)} batches recorded; cannot time it")
+    ends = [begin, *times]
+    durations = [b - a for a, b in itertools.pairwise(ends)]
+    warmup = warmup_steps(durations, minimum=1 if len(durations) < 10 else 3)
+    warmup = min(warmup, len(durations) - 1)
+    steps_per_epoch = math.ceil(rows / config.batch) if config.dynamic else None
+    window = timed_window(len(durations), warmup, steps_per_epoch)
+    window_s = ends[warmup + window] - ends[warmup]
+    per_step = [
+        tuple(sum(values) for values in zip(*batches[step * accumulation : (step + 1) * accumulation], strict=True))
+        for step in range(warmup, warmup + window)
+    ]
+    samples, real, padded = (sum(values) for values in zip(*per_step, strict=True))
+    samples_per_s = samples / window_s
+    warmup_s = ends[warmup] - begin
+    return {
+        "config": config.name,
+        "label": config.label,
+        "global_batch": config.batch,
+        "steps": len(durations),
+        "warmup_steps": warmup,
+        "timed_steps": window,
+        "warmup_s": warmup_s,
+        "first_step_s": durations[0],
+        "timed_s": window_s,
+        "step_ms_median": 1e3 * statistics.median(durations[warmup : warmup + window]),
+        "samples_per_s": samples_per_s,
+        "real_tokens_per_s": real / window_s,
+        "padded_tokens_per_s": padded / window_s,
+        "padding_fraction": 1 - real / padded,
+        "useful_tflops": 6 * layer_params * real / window_s / 1e12,
+        "processed_tflops": 6 * layer_params * padded / window_s / 1e12,
+        "projected_10_epoch_s": projected_wall_s(warmup_s, samples_per_s),
+    }
+
+
+def release(trainer: Trainer, device: str) -> None:
+    """Frees the model, optimizer and compiled graphs before the next configuration."""
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None  # type: ignore[assignment]
+    gc.collect()
+    torch._dynamo.reset()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def find_anchor_script(given: Path | None) -> Path:
+    candidates = [given] if given else [Path(path) for path in DEFAULT_ANCHOR_SCRIPTS]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(
+        f"error: anchor script not found (looked at {', '.join(map(str, candidates))}); see --anchor-script"
+    )
+
+
+def run_anchor(script: Path, configs: str, device: str) -> dict[str, Any]:
+    """The anchor script (plain PyTorch, not project code) in a child process, on the same card in the same run."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, str(script), "--configs", configs, *(["--tiny"] if device == "cpu" else [])]
+        env = {**os.environ, "OUT": out, **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=1800)
+        if completed.returncode:
+            raise SystemExit(f"error: anchor script failed:\n{completed.stderr[-3000:]}")
+        anchor: dict[str, Any] = json.loads((Path(out) / "anchor_train_step.json").read_text())
+    anchor["script"] = str(script)
+    for result in anchor["results"]:
+        result["projected_10_epoch_s"] = projected_wall_s(result["warmup_s"], result["samples_per_s"])
+    return anchor
+
+
+# ---- reporting ----
+
+
+def _number(value: float | None, digits: int = 0, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def table(report: dict[str, Any]) -> str:
+    """One Markdown table: the project's configurations, then the anchor's rows if it ran."""
+    base = next((r["samples_per_s"] for r in report["results"] if r["config"] == "recipe_fp32"), None)
+    peak = report["info"]["bf16_matmul_tflops"]
+    lines = [
+        "| configuration | batch | samples/s | real tokens/s | useful TFLOP/s | of bf16 peak | processed TFLOP/s "
+        "| warm-up s (steps) | peak GPU GB | 10 epochs s | vs (1) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['label']} | {r['global_batch']} | {_number(r['samples_per_s'])} | {_number(r['real_tokens_per_s'])} "
+            f"| {_tflops(r['useful_tflops'])} | {_number(r['bf16_fraction'] and 100 * r['bf16_fraction'], 1, '%')} "
+            f"| {_tflops(r['processed_tflops'])} "
+            f"| {r['warmup_s']:.1f} ({r['warmup_steps']}) | {_number(r['peak_gpu_memory_gb'], 1)} "
+            f"| {_number(r['projected_10_epoch_s'])} | {_ratio(r['samples_per_s'], base)} |"
+        )
+    for r in (report.get("anchor") or {}).get("results", []):
+        fraction = r["achieved_tflops"] / peak if peak else None
+        lines.append(
+            f"| anchor script: {r['config']} | {r['batch']} | {_number(r['samples_per_s'])} "
+            f"| {_number(r['real_tokens_per_s'])} | {_tflops(r['achieved_tflops'])} "
+            f"| {_number(fraction and 100 * fraction, 1, '%')} | - | {r['warmup_s']:.1f} "
+            f"| {_number(r['peak_mem_gb'] or None, 1)} | {_number(r['projected_10_epoch_s'])} "
+            f"| {_ratio(r['samples_per_s'], base)} |"
+        )
+    return "\n".join(lines)
+
+
+def _tflops(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def machine_info(device: str, size: str, matmul_tflops: float | None) -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "model_size": size,
+        "bf16_matmul_tflops": matmul_tflops,
+        "input_lengths": synthetic.LENGTH_DISTRIBUTION,
+        "flop_formula": FLOP_FORMULA,
+        "projected_samples": PROJECTED_SAMPLES,
+        "target_wall_s": TARGET_WALL_S,
+        "note": None if device == "cuda" else f"CPU smoke ({size} model): not a performance result",
+    }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but no CUDA device is visible")
+    if requested == "cpu" and torch.cuda.is_available():
+        # build_trainer trains on the GPU whenever torch sees one; hide it before CUDA is initialised.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        if torch.cuda.is_available():
+            raise SystemExit("error: --device cpu: CUDA was initialised already; set CUDA_VISIBLE_DEVICES=''")
+    return requested
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silences the progress bars and INFO lines of datasets and transformers for the run."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    transformers.logging.disable_progress_bar()
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_bench_args(argv)
+    device = resolve_device(args.device)
+    size = args.model_size if args.model_size != "auto" else ("base" if device == "cuda" else "tiny")
+    anchor_script = find_anchor_script(args.anchor_script) if args.with_anchor else None
+    matmul_tflops = bf16_matmul_tflops(device)
+    report: dict[str, Any] = {"info": machine_info(device, size, matmul_tflops), "results": [], "anchor": None}
+    print(f"training benchmark on {report['info']['device']}, {size} model, configs {', '.join(args.configs)}")
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as root, quiet():
+        workspace = Workspace(Path(root), synthetic.build_model(Path(root) / "model", size), {})
+        synthetic.write_rows(Path(root) / "validation.jsonl", VALIDATION_ROWS, seed=1)
+        for name in args.configs:
+            result = run_config(CONFIGS[name], args, workspace, device, matmul_tflops)
+            report["results"].append(result)
+            write_report(args.output, report)  # a partial report survives a later failure or timeout
+            print(
+                f"  {name}: {result['samples_per_s']:,.0f} samples/s, warm-up {result['warmup_s']:.1f} s, "
+                f"{result['timed_steps']} steps timed",
+                flush=True,
+            )
+    if anchor_script:
+        report["anchor"] = run_anchor(anchor_script, args.anchor_configs, device)
+    report["table"] = table(report)
+    write_report(args.output, report)
+    print(report["table"])
+    print(f"input lengths: {synthetic.LENGTH_DISTRIBUTION}; FLOPs: {FLOP_FORMULA}")
+    if report["info"]["note"]:
+        print(report["info"]["note"])
+    print(f"wrote {args.output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
