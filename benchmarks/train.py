@@ -447,7 +447,7 @@ def _ratio(value: float, base: float | None) -> str:
 def machine_info(device: str, size: str, matmul_tflops: float | None) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu: {cpu_name()}",
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -459,6 +459,14 @@ def machine_info(device: str, size: str, matmul_tflops: float | None) -> dict[st
         "target_wall_s": TARGET_WALL_S,
         "note": None if device == "cuda" else f"CPU smoke ({size} model): not a performance result",
     }
+
+
+def cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
