@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -299,6 +300,7 @@ def run_config(
     recorder.recording = False
     peak_gb = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
     release(trainer, device)
+    del trainer
 
     result = summarize(
         config, begin, clock.times, recorder.batches, setup["gradient_accumulation_steps"], rows, layer_params
@@ -366,13 +368,19 @@ def summarize(
 
 
 def release(trainer: Trainer, device: str) -> None:
-    """Frees the model, optimizer and compiled graphs before the next configuration."""
+    """Drops the Trainer's model, optimizer and compiled graphs, so the next configuration's peak memory
+    is its own. The caller's reference to `trainer` must be gone too (the model is checked to be freed)."""
+    model = weakref.ref(trainer.model) if trainer.model is not None else None
     trainer.accelerator.free_memory()
     trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None  # type: ignore[assignment]
+    trainer.callback_handler.model = trainer.callback_handler.optimizer = None
+    del trainer
     gc.collect()
     torch._dynamo.reset()
     if device == "cuda":
         torch.cuda.empty_cache()
+    if model is not None and model() is not None:
+        print("warning: the previous configuration's model is still referenced; peak memory may include it")
 
 
 def find_anchor_script(given: Path | None) -> Path:
