@@ -12,8 +12,9 @@ Bad requests raise the toolkit's `GenericInferenceToolkitError`, whose status co
 hands to TorchServe; any other exception would reach the client as a bare 500.
 
 Environment (set on the SageMaker Model):
-- `INFERENCE_MODE`: `fp32` (default), `int8` (dynamic quantization of Linear layers) or `bf16`
-  (autocast; falls back to fp32 on CPUs without native bf16).
+- `INFERENCE_MODE`: `fp32` (default), `int8` (dynamic per-channel quantization of Linear layers) or
+  `bf16` (autocast; falls back to fp32 on CPUs without native bf16). fp32 and int8 run as frozen
+  TorchScript, which removes most of the per-op overhead at tweet length.
 - `MAX_BATCH_SIZE`: most texts in one JSON request (default 32); more is refused with 413.
 - `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between
   the `SAGEMAKER_MODEL_SERVER_WORKERS` workers (TorchServe starts one per core when unset).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -46,11 +48,15 @@ DEFAULT_MAX_BATCH_SIZE = 32
 class Classifier:
     """What `model_fn` loads once per worker and every `predict_fn` call reuses."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # called as model(input_ids, attention_mask) -> (logits,)
     tokenizer: Any
     labels: dict[int, str]
     max_length: int
-    bf16: bool
+    mode: str
+
+    @property
+    def bf16(self) -> bool:
+        return self.mode == "bf16"
 
 
 @dataclass(frozen=True)
@@ -68,18 +74,19 @@ def model_fn(model_dir: str) -> Classifier:
         raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(MODES)}")
     threads = _configure_threads()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, return_dict=False).eval()
+    config = model.config
     if mode == "bf16" and not _cpu_has_bf16():
         logger.warning("INFERENCE_MODE=bf16 but this CPU has no native bf16; serving fp32")
         mode = "fp32"
     if mode == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = _quantized(model)
     classifier = Classifier(
-        model=model,
+        model=model if mode == "bf16" else _scripted(model, tokenizer),
         tokenizer=tokenizer,
-        labels={int(index): label for index, label in model.config.id2label.items()},
-        max_length=_max_length(tokenizer, model.config),
-        bf16=mode == "bf16",
+        labels={int(index): label for index, label in config.id2label.items()},
+        max_length=_max_length(tokenizer, config),
+        mode=mode,
     )
     logger.info(
         "loaded %s: mode=%s threads=%d max_length=%d labels=%s",
@@ -112,7 +119,7 @@ def predict_fn(data: Texts, model: Classifier) -> dict[str, Any] | list[dict[str
         data.texts, padding=True, truncation=True, max_length=model.max_length, return_tensors="pt"
     )
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.bf16):
-        logits = model.model(**encoded).logits
+        logits = model.model(encoded["input_ids"], encoded["attention_mask"])[0]
     scores, indices = logits.float().softmax(dim=-1).max(dim=-1)
     results = [
         {"sentiment": model.labels[index], "score": score}
@@ -176,6 +183,28 @@ def _media_type(header: str | None) -> str:
 
 def _bad_request(message: str) -> GenericInferenceToolkitError:
     return GenericInferenceToolkitError(HTTPStatus.BAD_REQUEST, message)
+
+
+def _quantized(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 for every Linear layer, one scale per output channel: per-tensor scales flipped
+    more labels in the benchmark's agreement check (docs/benchmarks.md)."""
+    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+
+
+def _scripted(model: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
+    """TorchScript, frozen: at tweet length a forward is a few hundred small ops, and running them
+    without Python in between is a large share of the latency (docs/benchmarks.md). Traced on a
+    padded batch of two, so the graph takes any batch size, length and padding."""
+    example = tokenizer(
+        ["a short example", "a somewhat longer example for the padding"], padding=True, return_tensors="pt"
+    )
+    with torch.inference_mode(), warnings.catch_warnings():
+        # The one Python branch the tracer flags picks causal attention only when no mask is passed;
+        # the handler always passes one.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, (example["input_ids"], example["attention_mask"]), strict=False)
+        return torch.jit.freeze(traced)
 
 
 def _configure_threads() -> int:

@@ -151,8 +151,21 @@ def test_threads_split_the_cores_between_workers(model_dir, monkeypatch, keep_th
 def test_int8_mode_quantizes_the_linear_layers(model_dir, monkeypatch, keep_threads):
     monkeypatch.setenv("INFERENCE_MODE", "int8")
     classifier = handler.model_fn(str(model_dir))
-    assert not any(type(module) is torch.nn.Linear for module in classifier.model.modules())
+    assert classifier.mode == "int8"
+    assert "quantized::linear_dynamic" in str(classifier.model.graph)
     assert_prediction(answer(classifier, SENTENCE.encode()))
+
+
+@pytest.mark.parametrize("texts", [[SENTENCE], ["ok", SENTENCE, "a much longer text " * 20]])
+def test_scripted_model_gives_the_eager_models_logits(model_dir, keep_threads, texts):
+    """The graph is traced once on two texts; other batch sizes, lengths and padding must match eager."""
+    classifier = handler.model_fn(str(model_dir))
+    eager = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    encoded = classifier.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = eager(**encoded).logits
+        scripted = classifier.model(encoded["input_ids"], encoded["attention_mask"])[0]
+    torch.testing.assert_close(scripted, expected)
 
 
 @pytest.mark.parametrize("native", [True, False])
