@@ -43,7 +43,7 @@ demo: synth ## Print what deploy would create, then train a tiny model on CPU, p
 	$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
 
 test: install lint typecheck ## Lint, type-check and run every test (offline)
-	$(PY) -m pytest
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
