@@ -14,7 +14,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
-from stacks.secure_defaults import log_group
+from stacks.secure_defaults import egress_only_security_group, log_group
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
@@ -64,12 +64,11 @@ class InferenceStack(Stack):
         self.settings = settings
         self.foundation = foundation
         self.model_data_url = model_data_url
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = egress_only_security_group(
             self,
             "EndpointSecurityGroup",
-            vpc=foundation.vpc,
-            description="Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
-            allow_all_outbound=True,
+            foundation.vpc,
+            "Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
         )
         self.volume_key = kms.Key(
             self,
@@ -172,22 +171,18 @@ class InferenceStack(Stack):
             scale_out_cooldown=Duration.minutes(1),
         )
 
+    def _variant_metric(self, name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name=name,
+            dimensions_map={"EndpointName": self.endpoint.attr_endpoint_name, "VariantName": VARIANT},
+            statistic=statistic,
+            period=Duration.minutes(5),
+        )
+
     def _alarms(self) -> list[cloudwatch.Alarm]:
-        dimensions = {"EndpointName": self.endpoint.attr_endpoint_name, "VariantName": VARIANT}
-        errors = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="Invocation5XXErrors",
-            dimensions_map=dimensions,
-            statistic="Sum",
-            period=Duration.minutes(5),
-        )
-        latency = cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name="ModelLatency",
-            dimensions_map=dimensions,
-            statistic="p99",
-            period=Duration.minutes(5),
-        )
+        errors = self._variant_metric("Invocation5XXErrors", "Sum")
+        latency = self._variant_metric("ModelLatency", "p99")
         return [
             errors.create_alarm(
                 self,

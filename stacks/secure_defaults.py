@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -33,3 +34,10 @@ def log_group(scope: Construct, construct_id: str, retention_days: int, name: st
         retention=RETENTION[retention_days],
         removal_policy=RemovalPolicy.DESTROY,
     )
+
+
+def egress_only_security_group(
+    scope: Construct, construct_id: str, vpc: ec2.IVpc, description: str
+) -> ec2.SecurityGroup:
+    """No inbound rule at all (no SSH: Session Manager reaches the instance); outbound for AWS APIs and pip."""
+    return ec2.SecurityGroup(scope, construct_id, vpc=vpc, description=description, allow_all_outbound=True)

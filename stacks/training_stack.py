@@ -15,7 +15,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
-from stacks.secure_defaults import log_group
+from stacks.secure_defaults import egress_only_security_group, log_group
 from stacks.settings import Settings
 from stacks.user_data import render_user_data
 
@@ -40,12 +40,11 @@ class TrainingStack(Stack):
         self.foundation = foundation
         bucket = foundation.artifact_bucket.bucket_name
         self.model_data_url = f"s3://{bucket}/{settings.run_prefix}/model.tar.gz"
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = egress_only_security_group(
             self,
             "InstanceSecurityGroup",
-            vpc=foundation.vpc,
-            description="Training instance: no inbound rules (Session Manager only), outbound for S3/ECR/hub",
-            allow_all_outbound=True,
+            foundation.vpc,
+            "Training instance: no inbound rules (Session Manager only), outbound for S3/ECR/hub",
         )
         self.log_group = log_group(self, "TrainingLogs", settings.log_retention_days)
         run = Construct(self, f"Run-{settings.run_id}")
