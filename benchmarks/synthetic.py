@@ -20,6 +20,7 @@ from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, RobertaForSequenceClassification
 
 from training.data import LABELS
+from training.tiny_model import TINY_SIZES, classifier_config
 
 LENGTH_MEAN, LENGTH_STD, LENGTH_MIN, LENGTH_MAX = 34, 14, 8, 128
 LENGTH_DISTRIBUTION = (
@@ -83,28 +84,13 @@ def build_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 
 def model_config(size: str, tokenizer: PreTrainedTokenizerBase) -> RobertaConfig:
     """`base`: RobertaConfig() defaults (roberta-base: 12 layers, 768 wide, vocab 50,265) with roberta-base's
-    514 positions and one token type; `tiny`: tests/tiny_roberta.py's sizes, for the CPU smoke."""
-    common = {
-        "max_position_embeddings": MAX_LENGTH + 2,
-        "type_vocab_size": 1,
-        "num_labels": len(LABELS),
-        "id2label": dict(enumerate(LABELS)),
-        "label2id": {label: index for index, label in enumerate(LABELS)},
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
+    514 positions and one token type; `tiny`: training.tiny_model's sizes, for the CPU smoke."""
+    positions = {"max_position_embeddings": MAX_LENGTH + 2, "type_vocab_size": 1}
     if size == "base":
-        return RobertaConfig(**common)  # the embedding keeps 50,265 rows, so AdamW updates as many weights
+        # The embedding keeps 50,265 rows, so AdamW updates as many weights as roberta-base's.
+        return classifier_config(tokenizer, **positions)
     if size == "tiny":
-        return RobertaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            **common,
-        )
+        return classifier_config(tokenizer, vocab_size=len(tokenizer), **positions, **TINY_SIZES)
     raise ValueError(f"unknown model size {size!r}; use base or tiny")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import random
 from pathlib import Path
+from typing import Any
 
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -21,7 +22,10 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-LABELS = ("negative", "neutral", "positive")
+from training.data import LABELS
+
+# Small enough to train in seconds on a CPU; also the benchmarks' CPU smoke size.
+TINY_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 _WORDS = {
@@ -67,25 +71,28 @@ def build_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def build_model(directory: Path, seed: int = 0) -> Path:
-    """Saves a randomly initialised tiny RoBERTa classifier and its tokenizer to `directory`."""
-    import torch
-
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer(directory)
-    config = RobertaConfig(  # type: ignore[call-arg]  # num_labels & co. go through PreTrainedConfig's kwargs
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=tokenizer.model_max_length + 2,
+def classifier_config(tokenizer: PreTrainedTokenizerBase, **sizes: Any) -> RobertaConfig:
+    """A 3-label sentiment RoBERTa config whose special tokens are the tokenizer's; `sizes` override
+    RobertaConfig's roberta-base defaults."""
+    return RobertaConfig(  # type: ignore[call-arg]  # num_labels & co. go through PreTrainedConfig's kwargs
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={label: index for index, label in enumerate(LABELS)},
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **sizes,
+    )
+
+
+def build_model(directory: Path, seed: int = 0) -> Path:
+    """Saves a randomly initialised tiny RoBERTa classifier and its tokenizer to `directory`."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(directory)
+    config = classifier_config(
+        tokenizer, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length + 2, **TINY_SIZES
     )
     RobertaForSequenceClassification(config).save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
