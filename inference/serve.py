@@ -12,7 +12,9 @@ it off the network and out of the system:
   `TMPDIR`/`TEMP` point there too, so TorchServe's pid file and model copy stay out of /tmp.
 - `SAGEMAKER_BASE_DIR` stands in for `/opt/ml`, so the archive unpacks to `<tmp>/ml/model`.
 
-The toolkit refuses to start while another TorchServe runs on the machine: one server at a time.
+The toolkit refuses to start while another TorchServe runs on the machine ("multiple ts model
+servers are not supported"), so `LocalEndpoint` holds a machine-wide lock while it runs: a second
+one waits for the first to stop (up to `lock_timeout`) instead of failing halfway.
 A model that fails to load is retried by TorchServe forever (as on the endpoint); here startup
 gives up after `startup_timeout` and shows the end of the server log.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -40,6 +43,8 @@ import psutil
 
 DEFAULT_PORT = 8080
 READY_TEXT = "Covid cases are increasing fast!"
+# One local server per machine (see the module docstring); the file holds the owner's pid.
+LOCK_FILE = Path(tempfile.gettempdir()) / "pt2-local-endpoint.lock"
 
 # Runs in the server process: the endpoint's entry point, with the config file moved.
 _BOOTSTRAP = (
@@ -95,6 +100,7 @@ class LocalEndpoint:
         env: dict[str, str] | None = None,
         log: IO[str] | None = None,
         startup_timeout: float = 120,
+        lock_timeout: float = 600,
     ) -> None:
         self.model_tar = Path(model_tar)
         self.port = port
@@ -102,7 +108,9 @@ class LocalEndpoint:
         self.workers = workers
         self.extra_env = env or {}
         self.startup_timeout = startup_timeout
+        self.lock_timeout = lock_timeout
         self._log = log
+        self._lock: IO[str] | None = None
         self._workdir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -126,6 +134,15 @@ class LocalEndpoint:
         if not port_is_free(self.port):
             # Another server there would answer the readiness check in this one's place.
             raise RuntimeError(f"127.0.0.1:{self.port} is in use; stop that server or pick another port")
+        self._lock = _acquire_machine_lock(self.lock_timeout)
+        try:
+            self._launch()
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="pt2-serve-"))
         model_dir = self._workdir / "ml" / "model"
         model_dir.mkdir(parents=True)
@@ -141,11 +158,6 @@ class LocalEndpoint:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     def invoke(
         self, body: bytes, content_type: str = "application/x-text", accept: str = "application/json"
@@ -166,6 +178,9 @@ class LocalEndpoint:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def _environment(self, model_dir: Path) -> dict[str, str]:
         assert self._workdir is not None
@@ -212,6 +227,35 @@ class LocalEndpoint:
             return ""
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "; server log:\n" + "\n".join(tail)
+
+
+def _acquire_machine_lock(timeout: float) -> IO[str]:
+    """Waits until no other LocalEndpoint on this machine runs, then holds the lock (an flock, so a
+    crashed owner releases it)."""
+    handle = LOCK_FILE.open("a+")
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise RuntimeError(
+                    f"another local endpoint (pid {owner}) is still running after {timeout:.0f} s; stop it first"
+                ) from None
+            if not announced:
+                print(f"waiting for the local endpoint of pid {owner} to stop (one per machine)", file=sys.stderr)
+                announced = True
+            time.sleep(0.5)
+            continue
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
 
 
 def group_members(group: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import tarfile
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -47,6 +48,28 @@ def endpoint(model_tar: Path):
 
 def test_ping(endpoint):
     assert ping(endpoint.url) == 200
+
+
+def test_a_second_endpoint_waits_for_the_first_and_says_so(endpoint, model_tar: Path, capsys):
+    """The toolkit allows one TorchServe per machine; a second LocalEndpoint waits instead of breaking it."""
+    second = LocalEndpoint(model_tar, port=free_port(), lock_timeout=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"another local endpoint \(pid \d+\) is still running"):
+            second.start()
+    finally:
+        second.stop()
+    assert "waiting for the local endpoint of pid" in capsys.readouterr().err
+    assert second.process is None
+    assert endpoint.invoke(SENTENCE)[0] == 200
+
+
+def test_refuses_a_port_in_use(model_tar: Path):
+    """Otherwise whatever listens there would answer the readiness check."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="in use"):
+            LocalEndpoint(model_tar, port=taken.getsockname()[1]).start()
 
 
 def test_listens_on_loopback_only(endpoint):
@@ -100,37 +123,36 @@ def test_stop_leaves_no_process(endpoint):
     assert endpoint.process is not None
     group = endpoint.process.pid
     assert any("java" in psutil.Process(pid).name() for pid in group_members(group))
+    workdir = str(endpoint.log_path.parent)
     endpoint.stop()
     assert group_members(group) == []
-    assert not any("org.pytorch.serve.ModelServer" in " ".join(p.cmdline()) for p in _live_processes())
+    assert not _servers_started_in(workdir)
 
 
-def test_startup_failure_is_reported_and_cleaned_up(model_tar: Path, tmp_path: Path):
+def test_startup_failure_is_reported_and_cleaned_up(model_tar: Path, tmp_path: Path, monkeypatch):
     broken = tmp_path / "broken.tar.gz"
     with tarfile.open(model_tar) as source, tarfile.open(broken, "w:gz") as target:
         for member in source.getmembers():
             if member.name != "config.json":
                 target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the server's workdir lands in tmp_path
     endpoint = LocalEndpoint(broken, port=free_port(), startup_timeout=15)
     with pytest.raises(TimeoutError, match="model_type"):  # the cause, from the server log
         endpoint.start()
     assert endpoint.process is None
-    assert not any("org.pytorch.serve.ModelServer" in " ".join(p.cmdline()) for p in _live_processes())
+    assert not _servers_started_in(str(tmp_path))
 
 
-def _live_processes():
+def _servers_started_in(workdir: str) -> list[int]:
+    """Live TorchServe frontends whose command line names `workdir`: another test run's servers on this
+    machine (which LocalEndpoint's lock lets start once this one stopped) are not counted."""
+    found = []
     for process in psutil.process_iter():
         try:
-            if process.status() != psutil.STATUS_ZOMBIE:
-                yield process
+            command = " ".join(process.cmdline())
+            live = process.status() != psutil.STATUS_ZOMBIE
+            if live and "org.pytorch.serve.ModelServer" in command and workdir in command:
+                found.append(process.pid)
         except psutil.Error:
             continue
-
-
-def test_refuses_a_port_in_use(model_tar: Path):
-    """Otherwise whatever listens there would answer the readiness check."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        with pytest.raises(RuntimeError, match="in use"):
-            LocalEndpoint(model_tar, port=taken.getsockname()[1]).start()
+    return found
