@@ -37,7 +37,8 @@ import transformers
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 from benchmarks import synthetic
-from training.train import build_trainer, parse_args, setup_summary
+from training.arguments import parse_args
+from training.train import build_trainer, setup_summary
 
 TWEET_EVAL_TRAIN_ROWS = 45_615
 EPOCHS = 10

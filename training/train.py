@@ -33,54 +33,14 @@ from transformers import (
 )
 from transformers.utils import is_torch_bf16_gpu_available
 
+from training.arguments import RECIPE_MAX_LENGTH, parse_args
 from training.batching import BatchPlanError, plan_batches, process_count
 from training.data import LABELS, DataError, load_splits, tokenize
 
 log = logging.getLogger("training")
 
-DEFAULT_MODEL = "cardiffnlp/twitter-roberta-base-2021-124m"
-RECIPE_MAX_LENGTH = 512
 # The newest checkpoint (to resume) and the best (to load at the end); older ones only cost disk and S3 sync.
 KEEP_CHECKPOINTS = 2
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return number
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--model-name", default=DEFAULT_MODEL, help="hub id or local directory")
-    parser.add_argument("--dataset", default="cardiffnlp/tweet_eval", help="hub dataset (ignored with files)")
-    parser.add_argument("--dataset-config", default="sentiment")
-    parser.add_argument("--train-file", type=Path, help="CSV / JSON lines / parquet with text,label")
-    parser.add_argument("--validation-file", type=Path)
-    parser.add_argument("--epochs", type=_positive_int, default=10)
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument("--global-batch-size", type=_positive_int, default=128, help="samples per optimizer step")
-    parser.add_argument(
-        "--max-device-batch-size",
-        type=_positive_int,
-        help="largest forward pass per device; above it the share is split and gradients accumulated",
-    )
-    parser.add_argument("--pad-to-max-length", action="store_true", help="pad every tweet to --max-length (the recipe)")
-    parser.add_argument("--max-length", type=_positive_int, help=f"default: {RECIPE_MAX_LENGTH} or the model's")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
-    parser.add_argument("--optim", default="adamw_torch_fused", help="a TrainingArguments optim name")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps (smoke runs)")
-    parser.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue from the newest checkpoint",
-    )
-    return parser.parse_args(argv)
 
 
 def bf16_available() -> bool:

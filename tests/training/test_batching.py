@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from training.arguments import parse_args
 from training.batching import BatchPlan, BatchPlanError, plan_batches, process_count
-from training.train import parse_args, training_arguments
+from training.train import training_arguments
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from training.arguments import parse_args
 from training.tiny_model import LABELS, make_texts
-from training.train import build_trainer, parse_args
+from training.train import build_trainer
 
 METRIC_KEYS = {"eval_loss", "eval_recall", "eval_accuracy", "train_runtime", "train_samples_per_second", "epoch"}
 STEPS_PER_EPOCH = 15  # 480 rows / global batch 32

@@ -1,0 +1,34 @@
+"""training.train's command line: the parser the CDK app also runs at synth on the trainArgs setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments
+
+from training.arguments import OPTIMIZERS, parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("optim", OPTIMIZERS)
+def test_every_allowed_optimizer_is_one_trainer_builds_without_extra_packages(optim: str, tmp_path: Path) -> None:
+    arguments = TrainingArguments(output_dir=str(tmp_path), optim=optim, use_cpu=True, report_to="none")
+    optimizer_class, _ = Trainer.get_optimizer_cls_and_kwargs(arguments)
+    assert issubclass(optimizer_class, torch.optim.Optimizer)
+
+
+def test_a_bad_command_line_exits_with_one_error_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"^error: unrecognized argument --epoch \(did you mean --epochs\?\)$"):
+        parse_args(["--output-dir", str(tmp_path), "--epoch", "3"])
+
+
+def test_the_parser_imports_neither_torch_nor_transformers() -> None:
+    """Synth imports it: loading torch there would cost seconds on every `cdk` command."""
+    probe = "import sys, training.arguments; print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -1,0 +1,118 @@
+"""The command line of `python -m training.train`, importable without torch or transformers.
+
+The CDK app checks the `trainArgs` setting with this very parser at synth (stacks/settings.py), so a
+typo or an out-of-range value fails in a second on the user's machine, not on a GPU instance after
+its boot, image pull and build. Flags must be spelt out in full: an abbreviation that argparse would
+accept today could become ambiguous when a flag is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from pathlib import Path
+from typing import NoReturn
+
+DEFAULT_MODEL = "cardiffnlp/twitter-roberta-base-2021-124m"
+RECIPE_MAX_LENGTH = 512
+# TrainingArguments optimizers that need nothing beyond torch and transformers (the others need
+# bitsandbytes, galore, torchao, ... which the training image does not have).
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor", "sgd", "adagrad", "rmsprop")
+# Set by the training instance's bootstrap (training/bootstrap.sh), never through trainArgs.
+BOOTSTRAP_FLAGS = ("--output-dir",)
+
+
+class ArgumentsError(ValueError):
+    """Flags training.train would refuse; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(message)
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m training.train",
+        description="Fine-tune a RoBERTa sentiment classifier with the PyTorch 2 recipe.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--model-name", default=DEFAULT_MODEL, help="hub id or local directory")
+    parser.add_argument("--dataset", default="cardiffnlp/tweet_eval", help="hub dataset (ignored with files)")
+    parser.add_argument("--dataset-config", default="sentiment")
+    parser.add_argument("--train-file", type=Path, help="CSV / JSON lines / parquet with text,label")
+    parser.add_argument("--validation-file", type=Path)
+    parser.add_argument("--epochs", type=_positive_int, default=10)
+    parser.add_argument("--learning-rate", type=_positive_float, default=1e-5)
+    parser.add_argument("--global-batch-size", type=_positive_int, default=128, help="samples per optimizer step")
+    parser.add_argument(
+        "--max-device-batch-size",
+        type=_positive_int,
+        help="largest forward pass per device; above it the share is split and gradients accumulated",
+    )
+    parser.add_argument("--pad-to-max-length", action="store_true", help="pad every tweet to --max-length (the recipe)")
+    parser.add_argument("--max-length", type=_positive_int, help=f"default: {RECIPE_MAX_LENGTH} or the model's")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
+    parser.add_argument("--optim", default="adamw_torch_fused", choices=OPTIMIZERS, help="a TrainingArguments optim")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-steps", type=_positive_int, help="stop after this many steps (smoke runs)")
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the newest checkpoint",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses and checks; a bad command line exits with `error: ...` like any argparse program."""
+    try:
+        return check(_parse(argv))
+    except ArgumentsError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def check_user_flags(flags: list[str]) -> argparse.Namespace:
+    """What the instance will run with `flags` (the trainArgs setting) after the bootstrap's own."""
+    reserved = [flag for flag in flags if flag.split("=", 1)[0] in BOOTSTRAP_FLAGS]
+    if reserved:
+        raise ArgumentsError(f"{reserved[0]} is set by the training instance; leave it out")
+    return check(_parse(["--output-dir", "/workspace/output", *flags]))
+
+
+def check(args: argparse.Namespace) -> argparse.Namespace:
+    """Combinations argparse cannot express."""
+    if (args.train_file is None) != (args.validation_file is None):
+        raise ArgumentsError("--train-file and --validation-file go together; give both or neither")
+    return args
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ArgumentsError(f"unrecognized argument {unknown[0]}{_suggestion(parser, unknown[0])}")
+    return args
+
+
+def _suggestion(parser: argparse.ArgumentParser, unknown: str) -> str:
+    flags = [flag for action in parser._actions for flag in action.option_strings]
+    close = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
