@@ -10,7 +10,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.foundation_stack import FoundationStack
 from stacks.inference_stack import InferenceStack
 from stacks.security_acknowledgements import acknowledge_findings
-from stacks.settings import Settings
+from stacks.settings import Settings, reject_unknown_context
 from stacks.training_stack import TrainingStack
 
 # Behaviour the stacks rely on; set here, not in cdk.json, so tests and `python app.py` get it too.
@@ -28,6 +28,7 @@ class Application:
 
     def __init__(self, context: dict[str, Any] | None = None, outdir: str | None = None) -> None:
         self.app = cdk.App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
+        reject_unknown_context(self.app.node.get_all_context())
         self.settings = Settings.from_context(self.app.node.try_get_context)
         env = cdk.Environment(region=self.settings.region)
         prefix = self.settings.prefix

@@ -6,6 +6,7 @@ Every tag below is listed in aws/deep-learning-containers `available_images.md`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -61,6 +62,27 @@ def dlc_account(region: str) -> str:
 def dlc_registry(region: str) -> str:
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"{dlc_account(region)}.dkr.ecr.{region}.{suffix}"
+
+
+# CUDA 13 dropped Maxwell, Pascal and Volta: its builds run on compute capability 7.5 (Turing) and newer.
+_CUDA_FLOORS = {13: 7.5}
+_GRAVITON_ENDPOINT = re.compile(r"ml\.[a-z]+[0-9]+g[a-z]*\.")
+
+
+def min_compute_capability(image_uri: str) -> float | None:
+    """The oldest GPU generation an image's CUDA build runs on, from its `-cuNNN-` tag; None if unknown."""
+    match = re.search(r"-cu([0-9]+)[0-9]-", image_uri)  # cu130: CUDA 13.0
+    return _CUDA_FLOORS.get(int(match.group(1))) if match else None
+
+
+def image_architecture(image_uri: str) -> str:
+    repository = repository_name(image_uri)
+    return "arm64" if "arm64" in repository or "graviton" in repository else "x86_64"
+
+
+def endpoint_architecture(instance_type: str) -> str:
+    """Graviton SageMaker types are the families with a `g` after the generation: ml.c7g, ml.m6gd, ..."""
+    return "arm64" if _GRAVITON_ENDPOINT.match(instance_type) else "x86_64"
 
 
 def registry_account(image_uri: str) -> str:

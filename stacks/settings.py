@@ -6,21 +6,36 @@ A bad value stops synth with one line naming the context key, the value and what
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.images import IMAGE_PAIRS, ImagePair, dlc_registry
+from stacks.images import (
+    IMAGE_PAIRS,
+    ImagePair,
+    dlc_registry,
+    endpoint_architecture,
+    image_architecture,
+    min_compute_capability,
+)
+from stacks.instance_types import GPU_INSTANCE_TYPES, OSS_DRIVER_MIN_COMPUTE_CAPABILITY, families
+from training.arguments import ArgumentsError, check_user_flags
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
-# GPU families the Deep Learning AMI and the training container support.
-GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
+# Context the CDK CLI and library set themselves: feature flags (@aws-cdk/...), aws:cdk:* switches,
+# cached lookups (availability-zones:account=...), and cdk.context.json's acknowledged notices.
+_CDK_CONTEXT = re.compile(r"@|[^:]+:|acknowledged-issue-numbers$")
 
 
 class SettingsError(ValueError):
     """A context value outside what the app supports; its message is one line for the user."""
+
+
+class InvalidValueError(ValueError):
+    """Raised by a parser that can say why a value is wrong; the reason goes into the error line."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,28 @@ def _optional(parse: Callable[[str], str]) -> Callable[[str], str]:
     return lambda raw: raw if raw == "" else parse(raw)
 
 
+def _one_of_suggesting(choices: Iterable[str]) -> Callable[[str], str]:
+    known = list(choices)
+
+    def parse(raw: str) -> str:
+        if raw in known:
+            return raw
+        close = difflib.get_close_matches(raw, known, n=1)
+        raise InvalidValueError(f"did you mean {close[0]}?" if close else "not a known type")
+
+    return parse
+
+
+def _training_flags(raw: str) -> str:
+    """The characters the instance's shell can take unquoted, then training.train's own parser."""
+    _matching(r"[A-Za-z0-9 ._=/:-]*")(raw)
+    try:
+        check_user_flags(raw.split())
+    except ArgumentsError as error:
+        raise InvalidValueError(str(error)) from None
+    return raw
+
+
 _IMAGE_URI = r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+"
 
 OPTIONS: tuple[Option, ...] = (
@@ -92,8 +129,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "trainingInstanceType",
         "p4d.24xlarge",
-        _matching(rf"({'|'.join(GPU_INSTANCE_FAMILIES)})\.[0-9]*x?large"),
-        f"a GPU instance type of the families {', '.join(GPU_INSTANCE_FAMILIES)}",
+        _one_of_suggesting(GPU_INSTANCE_TYPES),
+        f"a GPU instance type of the families {', '.join(families())} (each size: stacks/instance_types.py)",
         "EC2 instance type of the training instance.",
     ),
     Option(
@@ -190,9 +227,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "trainArgs",
         "",
-        _matching(r"[A-Za-z0-9 ._=/:-]*"),
-        "extra training flags made of letters, digits, spaces and ._=/:-",
-        "Extra flags for training/train.py, e.g. '--epochs 3'.",
+        _training_flags,
+        "flags of python -m training.train (see its --help) made of letters, digits, spaces and ._=/:-",
+        "Extra flags for training/train.py, e.g. '--epochs 3'; checked with its own parser at synth.",
     ),
     Option(
         "deleteBucketOnDestroy",
@@ -254,6 +291,13 @@ class Settings:
         return cls.from_context(context.get)
 
     def _check_combinations(self) -> None:
+        self._check_autoscaling_range()
+        if self.trains:
+            self._check_gpu_generation()
+            self._check_batch_split()
+        self._check_endpoint_architecture()
+
+    def _check_autoscaling_range(self) -> None:
         if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
             raise SettingsError(
                 f"context 'autoscalingMinCapacity' = {self.autoscaling_min_capacity!r} is invalid: "
@@ -263,6 +307,39 @@ class Settings:
             raise SettingsError(
                 f"context 'endpointInstanceCount' = {self.endpoint_instance_count!r} is invalid: allowed is "
                 f"{self.autoscaling_min_capacity} to {self.autoscaling_max_capacity} (the autoscaling range)"
+            )
+
+    def _check_gpu_generation(self) -> None:
+        """Both the image's CUDA build and the AMI's driver have an oldest GPU they run on."""
+        gpu = GPU_INSTANCE_TYPES[self.training_instance_type].gpu
+        floors = [(min_compute_capability(self.training_image), f"the training image {self.training_image}")]
+        if "oss-nvidia-driver" in self.dlami_ssm_parameter:
+            floors.append((OSS_DRIVER_MIN_COMPUTE_CAPABILITY, "the DLAMI's open-source NVIDIA driver"))
+        for floor, needs in floors:
+            if floor is not None and gpu.compute_capability < floor:
+                raise SettingsError(
+                    f"context 'trainingInstanceType' = {self.training_instance_type!r} is invalid: its "
+                    f"{gpu.model} GPU (compute capability {gpu.compute_capability}) is older than {needs} "
+                    f"supports; allowed is a GPU of compute capability {floor} or newer (g4dn, g5, g6, p4d, p5, ...)"
+                )
+
+    def _check_batch_split(self) -> None:
+        """Every process takes an equal share of the global batch (training/batching.py)."""
+        gpus = GPU_INSTANCE_TYPES[self.training_instance_type].gpus
+        batch = check_user_flags(self.train_args.split()).global_batch_size
+        if batch % gpus:
+            raise SettingsError(
+                f"context 'trainArgs' = {self.train_args!r} is invalid: the global batch {batch} does not split "
+                f"over the {gpus} GPUs of {self.training_instance_type}; allowed is a multiple of {gpus}"
+            )
+
+    def _check_endpoint_architecture(self) -> None:
+        image, endpoint = image_architecture(self.inference_image), endpoint_architecture(self.endpoint_instance_type)
+        if image != endpoint:
+            raise SettingsError(
+                f"context 'endpointInstanceType' = {self.endpoint_instance_type!r} is invalid: it is {endpoint} "
+                f"and the inference image {self.inference_image} is {image}; allowed is an {image} type"
+                + (" (Graviton: ml.c7g, ml.m7g, ml.r7g, ...)" if image == "arm64" else "")
             )
 
     @property
@@ -297,6 +374,16 @@ class Settings:
         return f"runs/{self.run_id}"
 
 
+def reject_unknown_context(keys: Iterable[str]) -> None:
+    """A misspelt key would otherwise be ignored and its setting left at the default (p4d.24xlarge, say)."""
+    settings = [option.key for option in OPTIONS]
+    for key in keys:
+        if key not in settings and not _CDK_CONTEXT.match(key):
+            close = difflib.get_close_matches(key, settings, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "the settings are listed in the README, Configuration"
+            raise SettingsError(f"context '{key}' is not a setting of this app; {hint}")
+
+
 def _attribute(key: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
@@ -307,5 +394,9 @@ def _parse(option: Option, raw: Any) -> Any:
     text = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:
         return option.parse(text)
+    except InvalidValueError as reason:
+        raise SettingsError(
+            f"context '{option.key}' = {text!r} is invalid: {reason}; allowed is {option.allowed}"
+        ) from None
     except (ValueError, KeyError):
         raise SettingsError(f"context '{option.key}' = {text!r} is invalid: allowed is {option.allowed}") from None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from stacks.settings import OPTIONS, Settings, SettingsError
+from stacks.instance_types import GPU_INSTANCE_TYPES
+from stacks.settings import OPTIONS, Settings, SettingsError, reject_unknown_context
+from training.arguments import check_user_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +71,12 @@ def test_an_existing_model_turns_training_off() -> None:
         ("modelDataUrl", "https://bucket/model.tar.gz"),
         ("runId", "Run 1"),
         ("trainArgs", "--epochs 3; rm -rf /"),
+        ("trainArgs", "--epochs 0"),
+        ("trainArgs", "--learning-rat 1e-5"),
+        ("trainArgs", "--optim adamw_bnb_8bit"),
+        ("trainArgs", "--output-dir /elsewhere"),
+        ("trainArgs", "--train-file /data/train.csv"),
+        ("trainingInstanceType", "p4d.xlarge"),
         ("deleteBucketOnDestroy", "yes"),
         ("logRetentionDays", "10"),
     ],
@@ -87,3 +96,83 @@ def test_autoscaling_range_must_be_ordered_and_contain_the_instance_count() -> N
         Settings.from_mapping({"autoscalingMinCapacity": "3", "autoscalingMaxCapacity": "2"})
     with pytest.raises(SettingsError, match="'endpointInstanceCount'"):
         Settings.from_mapping({"endpointInstanceCount": "5", "autoscalingMaxCapacity": "2"})
+
+
+@pytest.mark.parametrize(
+    ("context", "reason"),
+    [
+        ({"trainArgs": "--epochs 0 --learning-rat 1e-5"}, "argument --epochs: 0 is not a positive integer"),
+        ({"trainArgs": "--learning-rat 1e-5"}, "unrecognized argument --learning-rat (did you mean --learning-rate?)"),
+        ({"trainArgs": "--epoch 3"}, "unrecognized argument --epoch (did you mean --epochs?)"),  # no abbreviations
+        ({"trainArgs": "--output-dir /x"}, "--output-dir is set by the training instance"),
+        ({"trainingInstanceType": "g5.xlarg"}, "did you mean g5.xlarge?"),
+    ],
+)
+def test_a_value_that_would_only_fail_on_the_instance_fails_at_synth_saying_why(
+    context: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_mapping(context)
+    assert reason in str(caught.value)
+
+
+def test_train_args_are_checked_by_the_training_scripts_own_parser() -> None:
+    flags = "--epochs 3 --learning-rate 2e-5 --global-batch-size 64 --no-compile --optim adamw_torch"
+    assert Settings.from_mapping({"trainArgs": flags}).train_args == flags
+    assert check_user_flags(flags.split()).epochs == 3
+
+
+def test_global_batch_must_split_over_the_instances_gpus() -> None:
+    Settings.from_mapping({"trainingInstanceType": "g5.12xlarge", "trainArgs": "--global-batch-size 100"})  # 4 GPUs
+    with pytest.raises(
+        SettingsError, match=re.escape("the global batch 100 does not split over the 8 GPUs of p4d.24xlarge")
+    ):
+        Settings.from_mapping({"trainArgs": "--global-batch-size 100"})
+
+
+@pytest.mark.parametrize("instance_type", ["p3.2xlarge", "p3.16xlarge", "p3dn.24xlarge"])
+def test_volta_is_refused_for_the_cuda_13_image_and_the_oss_driver(instance_type: str) -> None:
+    with pytest.raises(
+        SettingsError, match=re.escape("V100 GPU (compute capability 7.0) is older than the training image")
+    ):
+        Settings.from_mapping({"trainingInstanceType": instance_type})
+    with pytest.raises(SettingsError, match="older than the DLAMI's open-source NVIDIA driver"):
+        Settings.from_mapping({"trainingInstanceType": instance_type, "imagePair": "recipe"})
+    proprietary = "/aws/service/deeplearning/ami/x86_64/base-proprietary-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+    Settings.from_mapping(
+        {"trainingInstanceType": instance_type, "imagePair": "recipe", "dlamiSsmParameter": proprietary}
+    )
+
+
+def test_every_allowed_gpu_type_with_the_defaults_is_turing_or_newer_or_refused() -> None:
+    for instance_type, spec in GPU_INSTANCE_TYPES.items():
+        if spec.gpu.compute_capability >= 7.5:
+            assert (
+                Settings.from_mapping({"trainingInstanceType": instance_type}).training_instance_type == instance_type
+            )
+        else:
+            with pytest.raises(SettingsError):
+                Settings.from_mapping({"trainingInstanceType": instance_type})
+
+
+def test_the_endpoint_type_must_run_the_inference_images_architecture() -> None:
+    with pytest.raises(
+        SettingsError, match=re.escape("'ml.c5.xlarge' is invalid: it is x86_64 and the inference image")
+    ):
+        Settings.from_mapping({"endpointInstanceType": "ml.c5.xlarge"})
+    own_x86_image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/my-inference:1"
+    Settings.from_mapping({"endpointInstanceType": "ml.c5.xlarge", "inferenceImageUri": own_x86_image})
+    assert (
+        Settings.from_mapping({"endpointInstanceType": "ml.m7gd.2xlarge"}).endpoint_instance_type == "ml.m7gd.2xlarge"
+    )
+
+
+def test_a_context_key_that_is_not_a_setting_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(SettingsError) as caught:
+        reject_unknown_context(["trainingInstanceTyp"])
+    assert (
+        str(caught.value)
+        == "context 'trainingInstanceTyp' is not a setting of this app; did you mean 'trainingInstanceType'?"
+    )
+    cdk_own = ["@aws-cdk/core:newStyleStackSynthesis", "aws:cdk:enable-path-metadata", "acknowledged-issue-numbers"]
+    reject_unknown_context([*cdk_own, "availability-zones:account=123456789012:region=us-west-2", "runId"])
