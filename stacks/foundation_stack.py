@@ -44,11 +44,15 @@ class FoundationStack(Stack):
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
         )
         self.flow_log_group = log_group(self, "FlowLogGroup", self.settings.log_retention_days)
-        vpc.add_flow_log(
+        flow_log = vpc.add_flow_log(
             "FlowLogs",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
+        # The flow log only references its role: without this it can start delivering before the
+        # role's policy on the log group exists, and report an access error.
+        delivery_policy = flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy")
+        flow_log.node.find_child("FlowLog").node.add_dependency(delivery_policy)
         return vpc
 
     def _buckets(self) -> tuple[s3.Bucket, s3.Bucket]:

@@ -79,6 +79,7 @@ class InferenceStack(Stack):
             pending_window=Duration.days(7),
         )
         self.model = self._model()
+        self.external_model_access = self._allow_reading_external_model()
         self.endpoint_config = self._endpoint_config()
         # SageMaker would create this group itself, without retention, and leave it after destroy.
         self.log_group = log_group(
@@ -91,12 +92,16 @@ class InferenceStack(Stack):
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
         self.endpoint.node.add_dependency(self.log_group)
+        if self.external_model_access is not None:
+            # The endpoint's instances download the model with the role: the grant must exist first,
+            # and CloudFormation only orders what a reference or DependsOn links.
+            for user in (self.model, self.endpoint):
+                user.node.add_dependency(self.external_model_access)
         self._autoscaling()
         self.alarms = self._alarms()
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
 
     def _model(self) -> sagemaker.CfnModel:
-        self._allow_reading_external_model()
         private_subnets = self.foundation.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         model = sagemaker.CfnModel(
             self,
@@ -123,12 +128,12 @@ class InferenceStack(Stack):
         model.node.add_dependency(self.foundation.endpoint_role)
         return model
 
-    def _allow_reading_external_model(self) -> None:
+    def _allow_reading_external_model(self) -> iam.Policy | None:
         """A `modelDataUrl` outside the artifact bucket gets a grant for exactly that object."""
         if self.settings.trains:
-            return
+            return None
         bucket_and_key = self.settings.model_data_url.removeprefix("s3://")
-        iam.Policy(
+        return iam.Policy(
             self,
             "ExternalModelAccess",
             roles=[self.foundation.endpoint_role],

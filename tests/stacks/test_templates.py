@@ -322,3 +322,25 @@ def test_physical_names_are_generated_so_two_prefixes_never_collide(custom_app: 
             names = {"BucketName", "RoleName", "LogGroupName", "EndpointName", "ModelName", "EndpointConfigName"}
             literal = [properties[name] for name in names & set(properties) if isinstance(properties[name], str)]
             assert all(name.startswith(("team2-", "/aws/sagemaker/Endpoints/team2-")) for name in literal)
+
+
+def test_every_grant_exists_before_its_first_use(default_app: Synthesized, existing_model_app: Synthesized) -> None:
+    """CloudFormation orders only what a reference or DependsOn links; IAM grants are neither."""
+    resources = existing_model_app.template_json("inference")["Resources"]
+    (policy,) = [name for name, r in resources.items() if r["Type"] == "AWS::IAM::Policy"]
+    for user in ("AWS::SageMaker::Model", "AWS::SageMaker::Endpoint"):
+        (resource,) = [r for r in resources.values() if r["Type"] == user]
+        assert policy in resource["DependsOn"], user
+    training = default_app.template_json("training")["Resources"]
+    (run_policy,) = [name for name, r in training.items() if r["Type"] == "AWS::IAM::Policy"]
+    (instance,) = [r for r in training.values() if r["Type"] == "AWS::EC2::Instance"]
+    assert run_policy in instance["DependsOn"]
+    foundation = default_app.template_json("foundation")["Resources"]
+    (flow_log,) = [r for r in foundation.values() if r["Type"] == "AWS::EC2::FlowLog"]
+    role = flow_log["Properties"]["DeliverLogsPermissionArn"]["Fn::GetAtt"][0]
+    (delivery_policy,) = [
+        name
+        for name, r in foundation.items()
+        if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["Roles"] == [{"Ref": role}]
+    ]
+    assert delivery_policy in flow_log["DependsOn"]
