@@ -165,14 +165,19 @@ upload_artifacts() {
 }
 
 # python3 ships with the DLAMI (jq may not) and escapes JSON properly. Given a log file, the
-# reason ends with the newest lines of it, cut so that the reason stays within 1,000 characters.
+# reason names the newest `error:` line the project's tools wrote (torchrun's summary pushes it out
+# of the tail), then ends with the newest lines, cut so that the reason stays within 1,000 characters.
 signal_body() {
   python3 - "$@" <<'PY'
 import json, sys
 status, unique_id, data, reason, log_file = sys.argv[1:]
 if log_file:
     with open(log_file, errors="replace") as f:
-        tail = "\n".join(f.read().splitlines()[-20:])
+        lines = f.read().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        reason += ": " + errors[-1][:400]
+    tail = "\n".join(lines[-20:])
     reason += "; last log lines:\n"
     room = 1000 - len(reason)
     reason += tail[-room:]

@@ -179,6 +179,16 @@ def test_failure_reason_is_bounded_and_keeps_the_newest_lines(sandbox: Sandbox) 
     assert reason.endswith("step train: failed with exit code 1")
 
 
+def test_failure_reason_names_the_tools_own_error_line_even_when_it_left_the_tail(sandbox: Sandbox) -> None:
+    """torchrun prints a long summary after a rank's `error:` line; the reason still leads with it."""
+    sandbox.env["STANDIN_FAIL"] = "docker:run *training.train*"
+    sandbox.env["STANDIN_OUTPUT"] = "error: train split: no rows\n" + "torchrun summary line\n" * 40
+    reason = only_signal(sandbox.run())["Reason"]
+
+    assert reason.startswith("step train failed (exit 1): error: train split: no rows; last log lines:\n")
+    assert reason.endswith("step train: failed with exit code 1")
+
+
 def test_keep_instance_on_failure_leaves_it_up_but_keeps_the_watchdog(sandbox: Sandbox) -> None:
     sandbox.env["KEEP_INSTANCE_ON_FAILURE"] = "true"
     sandbox.env["STANDIN_FAIL"] = "docker:build *"
