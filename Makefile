@@ -11,7 +11,7 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install synth demo test lint typecheck deploy destroy serve bench-train bench-serve clean
+.PHONY: help install synth demo test e2e-local lint typecheck deploy destroy serve bench-train bench-serve clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ demo: synth ## Print what deploy would create, then train a tiny model on CPU, p
 
 test: install lint typecheck ## Lint, type-check and run every test (offline)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
+
+e2e-local: $(VENV)/.installed node_modules/.installed ## cdk deploy, the instance's user data, serving and cdk destroy against an AWS emulator (offline)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests/e2e
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

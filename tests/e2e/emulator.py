@@ -1,0 +1,464 @@
+"""The AWS emulator of the local round trip (moto in server mode on loopback), and every place where
+it differs from AWS, worked around here and nowhere else.
+
+`Emulator` starts `python -m tests.e2e.emulator` in its own process group on 127.0.0.1 and a free
+port, with fake credentials, and stops it in every case. That process patches moto before it serves
+(the gaps marked SERVER below); the others are client settings or checks the round trip must make
+differently (marked CLIENT and CHECK). Some patches reach into moto's internals, so the version is
+pinned (requirements-dev.txt) and checked at start.
+
+Gaps, each with what AWS does and what moto does instead:
+
+SERVER  The public DLAMI SSM parameter (/aws/service/deeplearning/ami/...) exists in every region on
+        AWS; moto does not ship it (CloudFormation fails with a 500 resolving the template
+        parameter) and refuses PutParameter under the reserved /aws/ prefix. Seeded into moto's SSM
+        backend, pointing at a Deep Learning AMI that moto ships (ami-dca37ea5, root /dev/sda1).
+SERVER  SageMaker accepts ml.c7g.* endpoint instances; moto's EndpointConfig validation has a
+        hard-coded list without Graviton types. The validation is switched off.
+SERVER  CloudFormation applies every property of AWS::S3::Bucket; moto's bucket model applies only
+        BucketEncryption and Tags. PublicAccessBlockConfiguration and VersioningConfiguration are
+        applied here too, so the round trip reads them back; LoggingConfiguration cannot be (moto
+        checks the log bucket's policy, which it skips), so it is asserted from the template.
+SERVER  moto's AWS::EC2::Instance drops LaunchTemplate (and with it the IMDSv2 MetadataOptions that
+        EC2 applies from the template), InstanceInitiatedShutdownBehavior and Monitoring; they are
+        applied here as EC2 applies them.
+SERVER  moto ignores AWS::SageMaker::Endpoint's EndpointName and generates a name; it is honoured
+        here, so the endpoint and its log group carry the names AWS would give them.
+SERVER  CloudFormation's Fn::GetAtt Arn of an AWS::Logs::LogGroup ends in ":*" (so a policy on it covers
+        the group's streams); moto's omits it. It is added here.
+SERVER  On UpdateStack the CDK CLI passes UsePreviousValue for parameters it leaves alone (the DLAMI
+        parameter, BootstrapVersion); AWS then keeps the previous value, which for a parameter
+        created from its template default is that default. moto keeps only values passed
+        explicitly and fails with a 500 (KeyError); such parameters are left to their default here.
+SERVER  CloudFormation updates every resource whose resolved properties change, so when a Model is
+        replaced (new physical name) the EndpointConfig that names it is replaced too, and the
+        Endpoint moves to it. moto compares template text only and leaves the EndpointConfig
+        pointing at the deleted Model. Here a resource that references (Ref, Fn::GetAtt) an
+        updated one is updated after it.
+SERVER  Instance types and AMIs are validated (moto's MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION and
+        MOTO_ENABLE_AMI_VALIDATION), as EC2 refuses a type a region lacks or an unknown AMI.
+SERVER  A WaitConditionHandle's Ref is a presigned S3 URL that takes the instance's PUT; moto does
+        not model handles (the Ref resolves to the string "None") and completes every WaitCondition
+        at once. The handle's Ref becomes a URL of `WaitHandleRecorder` on loopback, which keeps
+        every body the instance PUTs. The wait itself is not emulated: the inference stack is
+        created before the instance has trained (on AWS it waits for SUCCESS).
+CLIENT  The CDK CLI builds the TemplateURL of a deployment from AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION;
+        moto parses path-style bucket names only for the host `localhost` (with 127.0.0.1 it looks
+        for a bucket named "127"), so that one URL says localhost.
+CLIENT  moto's change sets never build Outputs and Exports, so cross-stack imports fail: deploys use
+        `--method=direct` (plain CreateStack/UpdateStack), which AWS supports too.
+CHECK   moto skips AWS::S3::BucketPolicy, CloudWatch alarms, Application Auto Scaling targets and
+        policies, and CDK metadata without error: the round trip asserts those from the template
+        (README, "What the local round trip proves").
+CHECK   moto's CloudFormation deletes only some EC2 types: a NAT gateway, Elastic IP, internet
+        gateway, VPC endpoint, flow log, route table, route or subnet association outlives its
+        stack (and so does the VPC, whose delete then fails). For those types (`UNDELETED_TYPES`)
+        the round trip checks that each belonged to a stack that reached deletion with no Retain
+        policy, instead of listing them. The foundation stack's delete then ends in "The vpc ... has
+        dependencies and cannot be deleted", so `cdk destroy` exits 1 with that one failure
+        (`only_the_vpc_outlived_its_stack` accepts exactly that).
+CHECK   DescribeStacks on a deleted stack re-creates that stack's exported resources in moto; the
+        round trip never describes a deleted stack (ListStacks shows the status).
+SERVER  KMS DescribeKey on a key made by CloudFormation answers 500 in moto: its CloudFormation model
+        keeps KeyPolicy as a dict where the API model expects JSON text. It is stored as text here.
+CHECK   A stack delete schedules an AWS::KMS::Key for deletion (PendingDeletion for its window); moto
+        deletes it at once. Either way no enabled customer key is left, which is what is checked;
+        moto's default aws/ebs key is customer-managed there (AWS-managed on AWS) and is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+MOTO_VERSION = "5.2.5"
+ACCOUNT = "123456789012"  # moto's default account
+# The public parameter the training stack's template resolves, and the AMI it resolves to here.
+DLAMI_AMI = "ami-dca37ea5"  # moto's "Deep Learning AMI Ubuntu Linux", root device /dev/sda1
+UNDELETED_TYPES = frozenset(
+    {
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::EIP",
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::VPCGatewayAttachment",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::EC2::FlowLog",
+        "AWS::EC2::RouteTable",
+        "AWS::EC2::Route",
+        "AWS::EC2::SubnetRouteTableAssociation",
+        "AWS::EC2::VPC",
+    }
+)
+STARTUP_TIMEOUT_S = 30
+_VPC_LEFT_BEHIND = re.compile(r"destroy failed .*The vpc vpc-[0-9a-f]+ has dependencies and cannot be deleted")
+
+
+def client_environment(port: int, region: str) -> dict[str, str]:
+    """What the CDK CLI, the aws CLI and boto3 need to talk to the emulator and nothing else."""
+    loopback = f"http://127.0.0.1:{port}"
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": loopback,
+        "AWS_ENDPOINT_URL_S3": loopback,
+        "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": f"http://localhost:{port}",  # CLIENT gap, see above
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance metadata service to ask for credentials
+    }
+
+
+def only_the_vpc_outlived_its_stack(cdk_output: str) -> bool:
+    """CHECK gap: a `cdk destroy` whose only failures are the VPC that moto cannot delete."""
+    failures = [line for line in cdk_output.splitlines() if "destroy failed" in line]
+    return bool(failures) and all(_VPC_LEFT_BEHIND.search(line) for line in failures)
+
+
+class Emulator:
+    """moto in server mode on 127.0.0.1:`port`, in its own process group; a context manager."""
+
+    def __init__(self, port: int, region: str, wait_handle_url: str, log: Path) -> None:
+        self.port = port
+        self.region = region
+        self.url = f"http://127.0.0.1:{port}"
+        self.wait_handle_url = wait_handle_url
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def environment(self) -> dict[str, str]:
+        return client_environment(self.port, self.region)
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "tests.e2e.emulator", "--port", str(self.port)]
+        command += ["--region", self.region, "--wait-handle-url", self.wait_handle_url]
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=Path(__file__).resolve().parents[2],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the emulator exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+                )
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).close()
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"the emulator did not answer within {STARTUP_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+class WaitHandleRecorder:
+    """Stands in for the presigned URL of a WaitConditionHandle: keeps every PUT body, per path."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                recorder.bodies.append((self.path, self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WaitHandleRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# ---- the emulator process: patch moto, seed it, serve --------------------------------------------
+
+
+def _check_moto_version() -> None:
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        sys.exit(f"the emulator's workarounds were written for moto {MOTO_VERSION}, found {moto.__version__}")
+
+
+def _seed_dlami_parameters(region: str) -> None:
+    """SERVER gap: the public DLAMI parameters, for every AMI type the settings allow."""
+    from moto.ssm.models import Parameter, ssm_backends
+
+    from stacks.settings import OPTIONS
+
+    (default,) = [option.default for option in OPTIONS if option.key == "dlamiSsmParameter"]
+    parameters = ssm_backends[ACCOUNT][region]._parameters
+    parameters[default].append(
+        Parameter(  # type: ignore[abstract]  # moto instantiates its own models the same way
+            account_id=ACCOUNT,
+            name=default,
+            value=DLAMI_AMI,
+            parameter_type="String",
+            description="Deep Learning Base OSS Nvidia Driver GPU AMI (seeded by the emulator)",
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=_now(),
+            version=1,
+            data_type="aws:ec2:image",
+        )
+    )
+
+
+def _now() -> Any:
+    from moto.core.utils import utcnow
+
+    return utcnow()
+
+
+def _key_policies_as_text() -> None:
+    """SERVER gap: AWS::KMS::Key's KeyPolicy reaches moto's key as a dict; its API expects JSON text."""
+    import json
+
+    from moto.kms.models import Key
+
+    create = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_with_text_policy(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        key = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        key.policy = key.policy if isinstance(key.policy, str) else json.dumps(key.policy)
+        return key
+
+    Key.create_from_cloudformation_json = classmethod(create_with_text_policy)  # type: ignore[assignment]
+
+
+def _accept_graviton_endpoints() -> None:
+    """SERVER gap: moto's EndpointConfig knows no ml.c7g.* instance type."""
+    from moto.sagemaker import models
+
+    models.FakeEndpointConfig.validate_instance_type = lambda self, instance_type: None  # type: ignore[method-assign]
+
+
+def _model_wait_condition_handles(base_url: str) -> None:
+    """SERVER gap: a WaitConditionHandle whose Ref is a URL of the recorder, as AWS's is a presigned URL."""
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class WaitConditionHandle(CloudFormationModel):
+        __module__ = "moto.cloudformation.emulated"  # moto files every model under its service's name
+
+        def __init__(self, url: str) -> None:
+            self.physical_resource_id = url
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudFormation::WaitConditionHandle"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> WaitConditionHandle:
+            stack_name = kwargs["StackId"].split("/")[1]
+            return cls(f"{base_url}/{stack_name}/{kwargs['LogicalId']}?X-Amz-Signature=emulated")
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+        ) -> None:
+            return None
+
+    parsing.NULL_MODELS.remove(WaitConditionHandle.cloudformation_type())
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+
+
+def _apply_dropped_bucket_properties() -> None:
+    """SERVER gap: the public access block and versioning of AWS::S3::Bucket."""
+    from moto.s3.models import FakeBucket, s3_backends
+
+    create = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_with_all_properties(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        bucket = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = s3_backends[account_id]["aws"]
+        properties = cloudformation_json.get("Properties", {})
+        if "PublicAccessBlockConfiguration" in properties:
+            backend.put_public_access_block(bucket.name, properties["PublicAccessBlockConfiguration"])
+        if "VersioningConfiguration" in properties:
+            backend.put_bucket_versioning(bucket.name, properties["VersioningConfiguration"]["Status"])
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_with_all_properties)  # type: ignore[assignment]
+
+
+def _apply_dropped_instance_properties() -> None:
+    """SERVER gap: LaunchTemplate metadata options, shutdown behaviour and monitoring of AWS::EC2::Instance."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance, MetadataOptions
+
+    create = Instance.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_with_all_properties(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        instance = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json["Properties"]
+        if "LaunchTemplate" in properties:
+            template = ec2_backends[account_id][region_name]._get_template_from_args(properties["LaunchTemplate"])
+            instance.metadata_options = MetadataOptions(template.data.get("MetadataOptions", {}))
+        behavior = properties.get("InstanceInitiatedShutdownBehavior")
+        instance.instance_initiated_shutdown_behavior = behavior or instance.instance_initiated_shutdown_behavior
+        instance.monitoring_state = "enabled" if properties.get("Monitoring") else "disabled"
+        return instance
+
+    Instance.create_from_cloudformation_json = classmethod(create_with_all_properties)  # type: ignore[assignment]
+
+
+def _log_group_arns_as_cloudformation_gives_them() -> None:
+    """SERVER gap: Fn::GetAtt Arn of a log group is `arn:...:log-group:NAME:*`."""
+    from moto.logs.models import LogGroup
+
+    get_attribute = LogGroup.get_cfn_attribute
+
+    def get_cfn_attribute(self: LogGroup, attribute_name: str) -> Any:
+        value = get_attribute(self, attribute_name)
+        return f"{value}:*" if attribute_name == "Arn" else value
+
+    LogGroup.get_cfn_attribute = get_cfn_attribute  # type: ignore[method-assign]
+
+
+def _previous_values_of_defaulted_parameters() -> None:
+    """SERVER gap: UsePreviousValue for a parameter the stack took from its template default."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    resolve = CloudFormationBackend._resolve_update_parameters
+
+    def resolve_update_parameters(self: Any, instance: Any, incoming_params: list[dict[str, str]]) -> Any:
+        passed = [
+            parameter
+            for parameter in incoming_params
+            if not parameter.get("UsePreviousValue") or parameter["ParameterKey"] in instance.parameters
+        ]
+        return resolve(self, instance, passed)
+
+    CloudFormationBackend._resolve_update_parameters = resolve_update_parameters  # type: ignore[method-assign]
+
+
+def _update_what_references_an_updated_resource() -> None:
+    """SERVER gap: updates follow references, as CloudFormation's resolved-property comparison does."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    diff = ResourceMap.build_resource_diff
+
+    def build_resource_diff(self: ResourceMap, other_template: dict[str, Any], parameters: Any = None) -> Any:
+        actions = diff(self, other_template, parameters)
+        resources = other_template["Resources"]
+        for updated in actions["Modify"]:  # the list grows while it is walked: dependents of dependents
+            for name, resource in resources.items():
+                if name not in actions["Modify"] and name not in actions["Add"] and updated in _references(resource):
+                    actions["Modify"].append(name)
+        return actions
+
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+
+
+def _references(node: Any) -> set[str]:
+    """Logical ids a template fragment points at through Ref or Fn::GetAtt."""
+    if isinstance(node, list):
+        return set().union(*map(_references, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = {node["Ref"]} if isinstance(node.get("Ref"), str) else set()
+    if isinstance(node.get("Fn::GetAtt"), list):
+        found.add(node["Fn::GetAtt"][0])
+    return found.union(*map(_references, node.values())) if node else found
+
+
+def _honour_endpoint_names() -> None:
+    """SERVER gap: AWS::SageMaker::Endpoint's EndpointName."""
+    from moto.sagemaker.models import FakeEndpoint
+
+    FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")  # type: ignore[method-assign]
+
+
+def serve(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="moto on loopback, with the round trip's workarounds")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--wait-handle-url", required=True)
+    args = parser.parse_args(argv)
+    _check_moto_version()
+    os.environ.update(MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION="true", MOTO_ENABLE_AMI_VALIDATION="true")
+    _apply_dropped_bucket_properties()
+    _apply_dropped_instance_properties()
+    _honour_endpoint_names()
+    _log_group_arns_as_cloudformation_gives_them()
+    _previous_values_of_defaulted_parameters()
+    _update_what_references_an_updated_resource()
+    _key_policies_as_text()
+    _accept_graviton_endpoints()
+    _model_wait_condition_handles(args.wait_handle_url)
+    _seed_dlami_parameters(args.region)
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    serve()

@@ -1,0 +1,505 @@
+"""The whole user journey against an AWS emulator on loopback (`make e2e-local`), top to bottom:
+
+cdk bootstrap -> cdk deploy --all -> read back what CloudFormation made -> play the training instance
+(a failed first boot, then a successful one, then a reboot) -> serve the model the endpoint would
+serve -> deploy a new run -> serve an existing model without training -> cdk destroy --all -> nothing
+billable left. The real CDK CLI, the real aws CLI and boto3 talk to moto (tests/e2e/emulator.py
+lists where moto differs from AWS and how each difference is handled).
+
+The tests share one emulator and run in file order: each phase builds on the one before.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference.serve import LocalEndpoint, free_port
+from tests.e2e.emulator import DLAMI_AMI, UNDELETED_TYPES
+from tests.e2e.instance import Boot, EmulatedInstance, user_data
+from tests.e2e.local_aws import LocalAws, Stack, local_aws
+from training.tiny_model import LABELS, build_model, write_dataset
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "pt2"
+STACKS = ("foundation", "training", "inference")
+SENTENCE = "Covid cases are increasing fast!"
+EXTERNAL_MODEL_BUCKET = "someone-elses-models"
+EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
+
+
+def train_args(instance_inputs: dict[str, str]) -> str:
+    """What a user passes as `-c trainArgs=...`: the tiny model and files instead of the hub's."""
+    return (
+        f"--model-name {instance_inputs['model']} --train-file {instance_inputs['train']} "
+        f"--validation-file {instance_inputs['validation']} --epochs 1 --global-batch-size 16 "
+        "--learning-rate 2e-3 --no-compile --no-bf16"
+    )
+
+
+# ---- the account and the first deploy -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
+    with local_aws(tmp_path_factory.mktemp("local-aws")) as account:
+        yield account
+        assert account.trap.attempts == [], "something tried to leave the machine"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    data = write_dataset(root / "data", train=240, validation=30)
+    return {
+        "model": build_model(root / "tiny-model"),
+        "train": data / "train.csv",
+        "validation": data / "validation.csv",
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(aws: LocalAws, inputs: dict[str, Path]) -> dict[str, Stack]:
+    aws.bootstrap()
+    aws.deploy(trainArgs=train_args(_inside_container(inputs)))
+    return {name: aws.stack(f"{PREFIX}-{name}") for name in STACKS}
+
+
+def _inside_container(inputs: dict[str, Path]) -> dict[str, str]:
+    """The container paths `EmulatedInstance.stage_input` gives the same files."""
+    return {name: f"/workspace/output/inputs/{path.name}" for name, path in inputs.items()}
+
+
+def test_every_stack_is_created(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    statuses = aws.stack_statuses()
+    assert {name: statuses[f"{PREFIX}-{name}"] for name in STACKS} == dict.fromkeys(STACKS, "CREATE_COMPLETE")
+
+
+def test_network_has_private_subnets_and_one_nat_gateway(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    ec2 = aws.client("ec2")
+    vpc = deployed["foundation"].only("AWS::EC2::VPC")
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    assert len(subnets) == 4
+    assert len({subnet["AvailabilityZone"] for subnet in subnets}) == 2
+    assert sum(subnet["MapPublicIpOnLaunch"] for subnet in subnets) == 2  # the NAT gateway's
+    (nat,) = ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["NatGateways"]
+    assert nat["State"] == "available"
+    assert ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
+
+
+def test_buckets_are_encrypted_versioned_and_never_public(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    s3 = aws.client("s3")
+    buckets = deployed["foundation"].physical_ids("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    for bucket in buckets:
+        (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert set(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values()) == {True}
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+
+def test_what_the_emulator_skips_is_in_the_deployed_templates(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    """Bucket policies, access logging, alarms and autoscaling: moto accepts them without creating them."""
+    foundation = aws.template(f"{PREFIX}-foundation")["Resources"]
+    policies = [r for r in foundation.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    assert len(policies) == 2
+    for policy in policies:
+        deny = next(s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny")
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert any("LoggingConfiguration" in r.get("Properties", {}) for r in foundation.values())
+    inference = aws.template(f"{PREFIX}-inference")["Resources"]
+    types = [resource["Type"] for resource in inference.values()]
+    assert types.count("AWS::CloudWatch::Alarm") >= 2
+    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types
+    assert "AWS::ApplicationAutoScaling::ScalingPolicy" in types
+
+
+def test_training_instance_is_the_configured_gpu_type_from_the_dlami(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    ec2 = aws.client("ec2")
+    instance = _instance(aws, deployed["training"])
+    assert instance["InstanceType"] == "p4d.24xlarge"
+    parameters = aws.template(f"{PREFIX}-training")["Parameters"].values()
+    (parameter,) = [p for p in parameters if p["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"]
+    dlami = aws.client("ssm").get_parameter(Name=parameter["Default"])["Parameter"]["Value"]
+    assert instance["ImageId"] == dlami == DLAMI_AMI
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert "KeyName" not in instance
+    shutdown = ec2.describe_instance_attribute(
+        InstanceId=instance["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+    )
+    assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    (root,) = instance["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/sda1"
+    assert root["Ebs"]["DeleteOnTermination"]
+    (volume,) = ec2.describe_volumes(VolumeIds=[root["Ebs"]["VolumeId"]])["Volumes"]
+    assert (volume["Size"], volume["VolumeType"], volume["Encrypted"]) == (200, "gp3", True)
+    for group in deployed["training"].physical_ids("AWS::EC2::SecurityGroup"):
+        (described,) = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+        assert described["IpPermissions"] == []
+
+
+def test_instance_role_grants_exactly_what_the_user_data_uses(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    """The joints between the user data and IAM, with every token resolved by CloudFormation."""
+    exports = _exports(user_data(aws.client("ec2"), _instance(aws, deployed["training"])["InstanceId"]))
+    role = _role_policies(aws, deployed["foundation"], "InstanceRole")
+    for asset in ("TRAINING", "INFERENCE", "DOCKER"):
+        url = exports[f"{asset}_ASSET_S3_URI"]
+        assert _allows(role, "s3:GetObject", _s3_arn(url)), url
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        assert aws.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"] > 0  # the published asset
+    for name in ("MODEL_S3_URI", "METRICS_S3_URI"):
+        assert _allows(role, "s3:PutObject", _s3_arn(exports[name])), name
+    assert _allows(role, "s3:PutObject", _s3_arn(exports["CHECKPOINT_S3_URI"] + "/checkpoint-9/model.safetensors"))
+    assert not _allows(role, "s3:PutObject", _s3_arn(exports["MODEL_S3_URI"].replace("/run-1/", "/run-2/")))
+    (log_group,) = aws.client("logs").describe_log_groups(logGroupNamePrefix=exports["LOG_GROUP_NAME"])["logGroups"]
+    stream = f"{log_group['arn'].removesuffix(':*')}:log-stream:run-1/bootstrap"
+    assert _allows(role, "logs:CreateLogStream", stream)
+    assert _allows(role, "logs:PutLogEvents", stream)
+    assert _allows(role, "ecr:BatchGetImage", _repository_arn(exports["TRAINING_IMAGE_URI"]))
+    assert exports["WAIT_HANDLE_URL"].startswith(aws.recorder.url)
+
+
+def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    model = _model(aws, deployed["inference"])
+    exports = _exports(user_data(aws.client("ec2"), _instance(aws, deployed["training"])["InstanceId"]))
+    artifact_bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    container = model["PrimaryContainer"]
+    assert container["ModelDataUrl"] == exports["MODEL_S3_URI"] == f"s3://{artifact_bucket}/runs/run-1/model.tar.gz"
+    assert container["ModelDataUrl"] == deployed["training"].outputs["ModelDataUrl"]
+    assert container["Image"].endswith("/pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker")
+    assert container["Environment"]["INFERENCE_MODE"] == "fp32"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    endpoint_role = _role_policies(aws, deployed["foundation"], "EndpointRole")
+    assert model["ExecutionRoleArn"].endswith("/" + _role_name(deployed["foundation"], "EndpointRole"))
+    assert _allows(endpoint_role, "s3:GetObject", _s3_arn(container["ModelDataUrl"]))
+    assert _allows(endpoint_role, "ecr:BatchGetImage", _repository_arn(container["Image"]))
+    sagemaker = aws.client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = config["ProductionVariants"]
+    assert (variant["ModelName"], variant["InstanceType"]) == (model["ModelName"], "ml.c7g.4xlarge")
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{PREFIX}-endpoint")[
+        "logGroups"
+    ]
+
+
+# ---- the training instance ----------------------------------------------------------------------------
+
+
+@dataclass
+class Played:
+    """One emulated instance, its boot, and the WaitCondition bodies that boot sent."""
+
+    instance: EmulatedInstance
+    boot: Boot
+    signals: list[dict[str, str]]
+
+
+def play(aws: LocalAws, training: Stack, root: Path, files: dict[str, Path]) -> Played:
+    instance = EmulatedInstance(root, aws.environment())
+    for path in files.values():
+        instance.stage_input(path)
+    seen = len(aws.recorder.bodies)
+    boot = instance.boot(user_data(aws.client("ec2"), _instance(aws, training)["InstanceId"]))
+    return Played(instance, boot, [json.loads(body) for _, body in aws.recorder.bodies[seen:]])
+
+
+@pytest.fixture(scope="module")
+def failed_boot(
+    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Played:
+    """A first boot whose train file holds a label the model does not know."""
+    root = tmp_path_factory.mktemp("instance-failed")
+    broken = root / "broken" / inputs["train"].name
+    broken.parent.mkdir()
+    rows = list(csv.reader(inputs["train"].open()))
+    rows[5][1] = "7"
+    with broken.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return play(aws, deployed["training"], root, {**inputs, "train": broken})
+
+
+@pytest.fixture(scope="module")
+def trained(
+    aws: LocalAws,
+    deployed: dict[str, Stack],
+    inputs: dict[str, Path],
+    failed_boot: Played,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Played:
+    """The run's next instance, with good data: it trains for real (torchrun, two processes)."""
+    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs)
+
+
+def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
+    aws: LocalAws, deployed: dict[str, Stack], failed_boot: Played
+) -> None:
+    (signal,) = failed_boot.signals
+    assert signal["Status"] == "FAILURE", failed_boot.boot.output[-3000:]
+    assert signal["UniqueId"] == "run-1"
+    assert signal["Reason"].startswith("step train failed")
+    assert "labels must be integers" in signal["Reason"]  # the data check's own message
+    assert not _objects(aws, deployed, "runs/run-1/")
+    assert failed_boot.boot.powered_off
+
+
+def test_a_successful_run_uploads_the_archive_the_endpoint_reads(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    assert trained.boot.returncode == 0, trained.boot.output[-3000:]
+    model_data_url = _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]
+    output = trained.instance.work_root / "output"
+    assert _get(aws, model_data_url) == (output / "model.tar.gz").read_bytes()
+    metrics = json.loads(_get(aws, model_data_url.replace("model.tar.gz", "metrics.json")))
+    assert metrics == json.loads((output / "metrics.json").read_text())
+    assert 0 <= metrics["eval_recall"] <= 1
+    (signal,) = trained.signals
+    assert signal["Status"] == "SUCCESS"
+    assert json.loads(signal["Data"]) == metrics
+    assert model_data_url in signal["Reason"]
+
+
+def test_the_instance_trained_on_every_gpu_and_powered_off(trained: Played) -> None:
+    (training,) = [call for call in trained.boot.calls_to("docker", "run") if "training.train" in call]
+    assert "--nproc_per_node=2" in training
+    assert trained.boot.calls[0][:3] == ["shutdown", "-h", "+120"]  # the watchdog
+    assert trained.boot.powered_off
+
+
+def test_bootstrap_and_training_logs_reach_cloudwatch(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    logs = aws.client("logs")
+    group = deployed["training"].outputs["TrainingLogGroup"]
+    streams = {stream["logStreamName"] for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]}
+    assert streams == {"run-1/bootstrap", "run-1/training"}
+    training = _messages(aws, group, "run-1/training")
+    assert any("saved model to" in message for message in training)
+    bootstrap = _messages(aws, group, "run-1/bootstrap")
+    assert any("step train: failed" in message for message in bootstrap)  # the failed boot's, kept
+    assert any("step signal-success: done" in message for message in bootstrap)
+
+
+def test_a_reboot_finds_the_model_signals_and_trains_nothing(aws: LocalAws, trained: Played) -> None:
+    seen = len(aws.recorder.bodies)
+    boot = trained.instance.reboot()
+    assert boot.returncode == 0, boot.output[-3000:]
+    assert boot.calls_to("docker") == []
+    (body,) = [json.loads(body) for _, body in aws.recorder.bodies[seen:]]
+    assert body["Status"] == "SUCCESS"
+    assert boot.powered_off
+
+
+def test_the_deployed_model_answers_the_recipe_sentence(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played, tmp_path: Path
+) -> None:
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_get(aws, _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]))
+    with tarfile.open(archive) as contents:
+        assert "code/inference.py" in contents.getnames()
+    with LocalEndpoint(archive, port=free_port()) as endpoint:
+        answer = subprocess.run(
+            [sys.executable, "-m", "inference.predict", "--local", "--url", endpoint.url, SENTENCE],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    reply = json.loads(answer.stdout)
+    assert reply["sentiment"] in LABELS
+    assert 0 < reply["score"] <= 1
+
+
+# ---- later deploys and destroy ------------------------------------------------------------------------
+
+
+def test_a_new_run_replaces_the_instance_and_the_model(
+    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], trained: Played
+) -> None:
+    old_instance = _instance(aws, deployed["training"])["InstanceId"]
+    old_model = _model(aws, deployed["inference"])["ModelName"]
+    aws.deploy(runId="run-2", trainArgs=train_args(_inside_container(inputs)))
+    training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
+    new_instance = _instance(aws, training)
+    assert new_instance["InstanceId"] != old_instance
+    model = _model(aws, inference)
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
+    sagemaker = aws.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    assert variant["ModelName"] == model["ModelName"]
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
+    assert _live_instances(aws) == [new_instance["InstanceId"]]
+    assert "export RUN_ID='run-2'" in user_data(aws.client("ec2"), new_instance["InstanceId"]).decode()
+
+
+def test_an_existing_model_is_served_without_training(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    """`cdk deploy <prefix>-foundation <prefix>-inference -c modelDataUrl=s3://...`, for a model from elsewhere."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=EXTERNAL_MODEL_BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    s3.put_object(
+        Bucket=EXTERNAL_MODEL_BUCKET,
+        Key=EXTERNAL_MODEL_KEY,
+        Body=(trained.instance.work_root / "output" / "model.tar.gz").read_bytes(),
+    )
+    url = f"s3://{EXTERNAL_MODEL_BUCKET}/{EXTERNAL_MODEL_KEY}"
+    context = {"prefix": "byom", "modelDataUrl": url}
+    aws.deploy("byom-foundation", "byom-inference", **context)
+    assert "byom-training" not in aws.stack_statuses()
+    foundation, inference = aws.stack("byom-foundation"), aws.stack("byom-inference")
+    model = _model(aws, inference)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == url
+    assert _allows(_role_policies(aws, foundation, "EndpointRole"), "s3:GetObject", _s3_arn(url))
+    aws.destroy("byom-foundation", "byom-inference", **context)
+    assert not {"byom-foundation", "byom-inference"} & aws.live_stacks()
+
+
+def test_destroy_leaves_nothing_billable(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+    templates = {name: aws.template(f"{PREFIX}-{name}") for name in STACKS}
+    kept_buckets = set(deployed["foundation"].physical_ids("AWS::S3::Bucket"))
+    assert [key for key in _enabled_customer_keys(aws) if "Encrypts the endpoint" in key]  # the check can fail
+    aws.destroy()
+    assert aws.live_stacks() == {"CDKToolkit"}
+    assert _live_instances(aws) == []
+    sagemaker = aws.client("sagemaker")
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_models()["Models"] == []
+    app_buckets = {b["Name"] for b in aws.client("s3").list_buckets()["Buckets"] if b["Name"].startswith(f"{PREFIX}-")}
+    assert app_buckets == kept_buckets  # the artifact bucket and its access-log bucket, kept by default
+    groups = [g["logGroupName"] for g in aws.client("logs").describe_log_groups()["logGroups"]]
+    assert not [group for group in groups if PREFIX in group]
+    roles = [role["RoleName"] for role in aws.client("iam").list_roles()["Roles"]]
+    assert not [role for role in roles if role.startswith(f"{PREFIX}-")]
+    assert _enabled_customer_keys(aws) == []
+    for name, template in templates.items():
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] in UNDELETED_TYPES:  # moto cannot delete these: checked on the template
+                assert resource.get("DeletionPolicy", "Delete") == "Delete", (name, logical_id)
+
+
+# ---- reading the emulator back ------------------------------------------------------------------------
+
+
+def _instance(aws: LocalAws, training: Stack) -> dict[str, Any]:
+    (reservation,) = aws.client("ec2").describe_instances(InstanceIds=[training.only("AWS::EC2::Instance")])[
+        "Reservations"
+    ]
+    instance: dict[str, Any] = reservation["Instances"][0]
+    return instance
+
+
+def _live_instances(aws: LocalAws) -> list[str]:
+    reservations = aws.client("ec2").describe_instances()["Reservations"]
+    return [
+        instance["InstanceId"]
+        for reservation in reservations
+        for instance in reservation["Instances"]
+        if instance["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+
+
+def _model(aws: LocalAws, inference: Stack) -> dict[str, Any]:
+    arn = inference.only("AWS::SageMaker::Model")  # a model's physical id is its ARN
+    model: dict[str, Any] = aws.client("sagemaker").describe_model(ModelName=arn.rsplit("/", 1)[1])
+    return model
+
+
+def _role_name(foundation: Stack, logical_prefix: str) -> str:
+    (role,) = [
+        r["PhysicalResourceId"]
+        for r in foundation.resources["AWS::IAM::Role"]
+        if r["LogicalResourceId"].startswith(logical_prefix)
+    ]
+    return role
+
+
+def _role_policies(aws: LocalAws, foundation: Stack, logical_prefix: str) -> list[dict[str, Any]]:
+    """Every statement of the role's inline policies, as IAM holds them."""
+    iam = aws.client("iam")
+    role = _role_name(foundation, logical_prefix)
+    statements = []
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        statements += document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+    return statements
+
+
+def _allows(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    """Whether an Allow statement covers the action on the resource (wildcards as IAM reads them;
+    conditions are not evaluated, and no statement here denies)."""
+
+    def listed(value: str | list[str]) -> list[str]:
+        return [value] if isinstance(value, str) else value
+
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in listed(statement["Action"]))
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in listed(statement["Resource"]))
+        for statement in statements
+    )
+
+
+def _s3_arn(url: str) -> str:
+    return "arn:aws:s3:::" + url.removeprefix("s3://")
+
+
+def _repository_arn(image_uri: str) -> str:
+    registry, repository = image_uri.split("/", 1)
+    account, _, _, region = registry.split(".")[:4]
+    return f"arn:aws:ecr:{region}:{account}:repository/{repository.rsplit(':', 1)[0]}"
+
+
+def _exports(script: bytes) -> dict[str, str]:
+    """The `export NAME='value'` lines the stack put in front of the bootstrap script."""
+    exports = {}
+    for line in script.decode().splitlines():
+        if line.startswith("export ") and "='" in line:
+            name, value = line.removeprefix("export ").split("=", 1)
+            exports[name] = value.strip("'")
+    return exports
+
+
+def _get(aws: LocalAws, url: str) -> bytes:
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    body: bytes = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def _objects(aws: LocalAws, deployed: dict[str, Stack], prefix: str) -> list[str]:
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    listed = aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def _messages(aws: LocalAws, group: str, stream: str) -> list[str]:
+    events = aws.client("logs").get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+    return [event["message"] for event in events]
+
+
+def _enabled_customer_keys(aws: LocalAws) -> list[str]:
+    """Customer-managed KMS keys not scheduled for deletion; moto's aws/* keys are AWS-managed on AWS."""
+    kms = aws.client("kms")
+    aws_managed = {
+        alias["TargetKeyId"] for alias in kms.list_aliases()["Aliases"] if alias["AliasName"].startswith("alias/aws/")
+    }
+    described = [kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"] for key in kms.list_keys()["Keys"]]
+    return [
+        f"{key['KeyId']} ({key.get('Description')})"
+        for key in described
+        if key["KeyId"] not in aws_managed and key["KeyManager"] == "CUSTOMER" and key["KeyState"] != "PendingDeletion"
+    ]
