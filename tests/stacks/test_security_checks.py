@@ -101,20 +101,25 @@ def test_real_cli_synth_writes_three_templates_offline(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_cli_rejects_a_bad_context_value_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("context", "error"),
+    [
+        (
+            "rootVolumeSize=lots",
+            "error: context 'rootVolumeSize' = 'lots' is invalid: allowed is an integer from 100 to 16384",
+        ),
+        (
+            "trainingInstanceTyp=g5.xlarge",
+            "error: context 'trainingInstanceTyp' is not a setting of this app; did you mean 'trainingInstanceType'?",
+        ),
+    ],
+)
+def test_real_cli_rejects_a_bad_context_value_with_one_line_and_writes_nothing(
+    tmp_path: Path, context: str, error: str
+) -> None:
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     result = subprocess.run(
-        [
-            "npx",
-            "--no-install",
-            "cdk",
-            "synth",
-            "--quiet",
-            "-c",
-            "rootVolumeSize=lots",
-            "--output",
-            str(tmp_path / "out"),
-        ],
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "-c", context, "--output", str(tmp_path / "out")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -123,5 +128,5 @@ def test_real_cli_rejects_a_bad_context_value_with_one_line_and_writes_nothing(t
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: context 'rootVolumeSize' = 'lots' is invalid: allowed is an integer from 100 to 16384"]
+    assert errors == [error]
     assert not list((tmp_path / "out").glob("*.template.json"))
