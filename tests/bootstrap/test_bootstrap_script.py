@@ -146,12 +146,7 @@ def test_a_stop_reaches_torchrun_through_docker_init_and_the_dlc_entrypoint(sand
     gets a PID namespace of its own here, so PID 1 and its end behave as in a real one.
     """
     sandbox.env["STANDIN_PID_NAMESPACE"] = "1"
-    sandbox.env["STANDIN_TRAIN_SECONDS"] = "20"
-    process = start_in_own_session(sandbox)
-    wait_for_training(sandbox)
-    os.killpg(process.pid, signal.SIGTERM)  # systemd signals the whole unit, docker client included
-    stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-    run = sandbox.collect(process.returncode, stdout, stderr)
+    run = stopped_while_training(sandbox)
 
     assert ["torchrun-stopped", "TERM"] in run.calls, run.stdout + run.stderr
     assert not (sandbox.work_root / "output" / "model").exists()  # stopped, not finished
@@ -315,12 +310,7 @@ def test_checkpoints_are_synced_while_training_runs(sandbox: Sandbox) -> None:
 
 def test_stopped_by_a_signal_it_neither_reports_failure_nor_forces_a_power_off(sandbox: Sandbox) -> None:
     """A reboot (or the watchdog) stops cloud-init with SIGTERM: a reboot resumes through per-boot."""
-    sandbox.env["STANDIN_TRAIN_SECONDS"] = "20"
-    process = start_in_own_session(sandbox)
-    wait_for_training(sandbox)
-    os.killpg(process.pid, signal.SIGTERM)  # systemd signals the whole unit, docker client included
-    stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-    run = sandbox.collect(process.returncode, stdout, stderr)
+    run = stopped_while_training(sandbox)
 
     assert run.returncode == 143
     assert "step train: stopped by a signal" in run.stdout
@@ -328,8 +318,10 @@ def test_stopped_by_a_signal_it_neither_reports_failure_nor_forces_a_power_off(s
     assert ["-h", "now"] not in run.calls_to("shutdown")
 
 
-def start_in_own_session(sandbox: Sandbox) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def stopped_while_training(sandbox: Sandbox) -> Run:
+    """Runs the script in a session of its own and sends SIGTERM to all of it while training runs."""
+    sandbox.env["STANDIN_TRAIN_SECONDS"] = "20"
+    process = subprocess.Popen(
         ["bash", str(SCRIPT)],
         env=sandbox.env,
         stdout=subprocess.PIPE,
@@ -337,6 +329,10 @@ def start_in_own_session(sandbox: Sandbox) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    wait_for_training(sandbox)
+    os.killpg(process.pid, signal.SIGTERM)  # systemd signals the whole unit, docker client included
+    stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    return sandbox.collect(process.returncode, stdout, stderr)
 
 
 def wait_for_training(sandbox: Sandbox) -> None:
