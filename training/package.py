@@ -6,9 +6,8 @@ Model and tokenizer files sit at the archive root, the handler in code/ (code/in
 code/requirements.txt the serving container pip-installs at start). Only files the endpoint reads go
 in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint never opens and pickle
 scanners flag, stays out, as would optimizer state or anything else left in the model directory.
-The archive is deterministic:
-sorted entries, zero mtimes and owners, no gzip timestamp, so the same model gives the same bytes
-and the same S3 ETag, and an unchanged model does not look like a new one.
+The archive is deterministic: sorted entries, zero mtimes and owners, no gzip timestamp, so the same
+model gives the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
 """
 
 from __future__ import annotations
