@@ -33,7 +33,11 @@ node_modules/.installed: package.json package-lock.json
 /usr/bin/shellcheck:
 	apt-get update -qq && apt-get install -y -qq shellcheck
 
-install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed /usr/bin/shellcheck ## Install everything the targets need
+# docker-init, what `docker run --init` starts, is tini: the bootstrap tests run the real thing.
+/usr/bin/tini:
+	apt-get update -qq && apt-get install -y -qq tini
+
+install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed /usr/bin/shellcheck /usr/bin/tini ## Install everything the targets need
 
 synth: $(VENV)/.installed node_modules/.installed ## Synthesize the three templates into cdk.out (offline, no credentials)
 	$(CDK) synth --quiet

@@ -3,7 +3,7 @@
     python -m benchmarks.train                      # GPU: RoBERTa-base; CPU: a tiny model, a smoke only
     python -m benchmarks.train --with-anchor --anchor-script build/anchor/anchor_train_step.py
 
-Every configuration is built by training.train.build_trainer from its own command-line flags, on a
+Every configuration is built by training.train.build_job from its own command-line flags, on a
 random-weight RoBERTa classifier and synthetic tweet-length texts (benchmarks.synthetic), so what is
 timed is exactly what `python -m training.train` runs. A Trainer callback takes a timestamp at the end
 of every optimizer step (after a CUDA synchronize), which separates warm-up (Trainer set-up, sampler,
@@ -38,13 +38,13 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 
 from benchmarks import synthetic
 from training.arguments import parse_args
-from training.train import build_trainer, setup_summary
+from training.train import build_job, setup_summary
 
 TWEET_EVAL_TRAIN_ROWS = 45_615
 EPOCHS = 10
 PROJECTED_SAMPLES = TWEET_EVAL_TRAIN_ROWS * EPOCHS  # 456,150: the recipe's 10 epochs of tweet_eval sentiment
 TARGET_WALL_S = 60.0
-VALIDATION_ROWS = 64  # build_trainer wants a validation split; the benchmark never evaluates
+VALIDATION_ROWS = 64  # build_job wants a validation split; the benchmark never evaluates
 OUTLIER = 5.0  # a step this many times the steady median (a compile or recompile) still counts as warm-up
 FLOP_FORMULA = (
     "6 x encoder-layer parameters x tokens (forward + backward matmuls; embeddings are lookups, "
@@ -275,7 +275,7 @@ def run_config(
         *(config.cpu_flags(args.cpu_compile) if device == "cpu" else ()),
     ]
     started = time.perf_counter()
-    trainer = build_trainer(parse_args(argv))
+    trainer = build_job(parse_args(argv)).trainer
     setup_s = time.perf_counter() - started
     synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
     clock = StepClock(synchronize)
@@ -489,7 +489,7 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but no CUDA device is visible")
     if requested == "cpu" and torch.cuda.is_available():
-        # build_trainer trains on the GPU whenever torch sees one; hide it before CUDA is initialised.
+        # build_job trains on the GPU whenever torch sees one; hide it before CUDA is initialised.
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         if torch.cuda.is_available():
             raise SystemExit("error: --device cpu: CUDA was initialised already; set CUDA_VISIBLE_DEVICES=''")

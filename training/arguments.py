@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 DEFAULT_MODEL = "cardiffnlp/twitter-roberta-base-2021-124m"
+DEFAULT_DATASET = "cardiffnlp/tweet_eval"
 RECIPE_MAX_LENGTH = 512
 # TrainingArguments optimizers that need nothing beyond torch and transformers (the others need
 # bitsandbytes, galore, torchao, ... which the training image does not have).
@@ -53,10 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--model-name", default=DEFAULT_MODEL, help="hub id or local directory")
-    parser.add_argument("--dataset", default="cardiffnlp/tweet_eval", help="hub dataset (ignored with files)")
+    parser.add_argument(
+        "--model-revision", help="hub branch, tag or commit (default: the commit pinned for the model, else main)"
+    )
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub dataset (ignored with files)")
     parser.add_argument("--dataset-config", default="sentiment")
+    parser.add_argument("--dataset-revision", help="as --model-revision, for the dataset")
     parser.add_argument("--train-file", type=Path, help="CSV / JSON lines / parquet with text,label")
-    parser.add_argument("--validation-file", type=Path)
+    parser.add_argument("--validation-file", type=Path, help="picks the best checkpoint")
+    parser.add_argument("--test-file", type=Path, help="held out: scored once, after the choice")
     parser.add_argument("--epochs", type=_positive_int, default=10)
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-5)
     parser.add_argument("--global-batch-size", type=_positive_int, default=128, help="samples per optimizer step")
@@ -99,9 +105,19 @@ def check_user_flags(flags: list[str]) -> argparse.Namespace:
 
 def check(args: argparse.Namespace) -> argparse.Namespace:
     """Combinations argparse cannot express."""
-    if (args.train_file is None) != (args.validation_file is None):
-        raise ArgumentsError("--train-file and --validation-file go together; give both or neither")
+    problem = data_files_problem(args.train_file, args.validation_file, args.test_file)
+    if problem:
+        raise ArgumentsError(problem)
     return args
+
+
+def data_files_problem(train: Path | None, validation: Path | None, test: Path | None) -> str | None:
+    """Files replace the hub dataset as a whole: train and validation together, test only with them."""
+    if (train is None) != (validation is None):
+        return "--train-file and --validation-file go together; give both or neither"
+    if test is not None and train is None:
+        return "--test-file goes with --train-file and --validation-file"
+    return None
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -20,6 +20,7 @@ export HOME=${HOME:-/root} # unset under cloud-init; docker login and the AWS CL
 
 PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
 OUTPUT_DIR=$WORK_ROOT/output   # training's --output-dir: checkpoints/ model/ metrics.json
+CACHE_DIR=$WORK_ROOT/cache     # hub and compile caches, kept
 LOG_FILE=$WORK_ROOT/logs/bootstrap.log
 IMAGE=pt2-training
 CURRENT_STEP=start
@@ -135,9 +136,12 @@ stop_checkpoint_sync() {
   SYNC_PID=
 }
 
+# DLC entrypoint: eval "$@". %q words pass it unchanged; exec hands SIGTERM to the command.
+exec_line() { printf 'exec' && printf ' %q' "$@"; }
+
 # Code and output are mounted: the image only provides the environment.
 container() {
-  docker run --rm -v "$PROJECT_DIR:/workspace/project:ro" -v "$OUTPUT_DIR:/workspace/output" \
+  docker run --rm --init -v "$PROJECT_DIR:/workspace/project:ro" -v "$OUTPUT_DIR:/workspace/output" \
     -w /workspace/project "$@"
 }
 
@@ -147,15 +151,16 @@ train() {
   ((gpus > 0)) || { echo "nvidia-smi -L lists no GPU" >&2; return 1; }
   read -ra extra <<<"$TRAIN_ARGS" # split on spaces, no shell quoting
   echo "training on $gpus GPU(s)"
-  container --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 \
+  container --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 -v "$CACHE_DIR:/cache" \
+    -e HF_HOME=/cache/hf -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor -e TRITON_CACHE_DIR=/cache/triton \
     --log-driver awslogs --log-opt "awslogs-region=$AWS_REGION" \
-    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" \
-    "$IMAGE" torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}"
+    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" "$IMAGE" \
+    "$(exec_line torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}")"
 }
 
 package_model() {
-  container "$IMAGE" python -m training.package --model-dir /workspace/output/model \
-    --code-dir inference --output /workspace/output/model.tar.gz
+  container "$IMAGE" "$(exec_line python -m training.package --model-dir /workspace/output/model \
+    --code-dir inference --output /workspace/output/model.tar.gz)"
 }
 
 # Metrics first: the model's presence is what marks the run as done for a later boot.

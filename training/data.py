@@ -1,7 +1,9 @@
 """Training data: tweet_eval sentiment from the hub, or local files with `text` and `label` columns.
 
 Everything is checked before a model is loaded, so a bad file fails in seconds with one line that
-says what is wrong, not minutes later inside a collate function on some GPU.
+says what is wrong, not minutes later inside a collate function on some GPU. Besides train and
+validation (which picks the best checkpoint), a held-out test split is loaded when there is one: the
+score a user compares runs by, since the validation score was the one the selection maximised.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from datasets import Dataset, DatasetDict, load_dataset
 from datasets.exceptions import DatasetsError
 from transformers import PreTrainedTokenizerBase
 
+from training.arguments import data_files_problem
+
 LABELS = ("negative", "neutral", "positive")
 COLUMNS = ("text", "label")
 SPLITS = ("train", "validation")
+HELD_OUT = "test"  # optional
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -23,28 +28,39 @@ class DataError(ValueError):
 
 
 def load_splits(
-    dataset: str, config: str | None, train_file: Path | None = None, validation_file: Path | None = None
+    dataset: str,
+    config: str | None,
+    train_file: Path | None = None,
+    validation_file: Path | None = None,
+    test_file: Path | None = None,
+    revision: str | None = None,
 ) -> DatasetDict:
-    """Loads and checks the train and validation splits: from the two files if given, else from the hub."""
-    if (train_file is None) != (validation_file is None):
-        raise DataError("--train-file and --validation-file go together; give both or neither")
+    """Loads and checks the train and validation splits, and the test split if there is one: from the
+    files if given, else from the hub dataset at `revision`."""
+    problem = data_files_problem(train_file, validation_file, test_file)
+    if problem:
+        raise DataError(problem)
     if train_file is not None and validation_file is not None:
-        splits = DatasetDict(
-            train=_load_file("train", train_file), validation=_load_file("validation", validation_file)
-        )
+        files = {"train": train_file, "validation": validation_file, HELD_OUT: test_file}
+        splits = DatasetDict({name: _load_file(name, path) for name, path in files.items() if path is not None})
     else:
-        splits = _load_hub(dataset, config)
+        splits = _load_hub(dataset, config, revision)
     for name, split in splits.items():
         check_split(name, split)
     return DatasetDict({name: split.select_columns(list(COLUMNS)) for name, split in splits.items()})
 
 
-def _load_hub(dataset: str, config: str | None) -> DatasetDict:
-    loaded = load_dataset(dataset, config)
+def uses_files(train_file: Path | None, validation_file: Path | None, test_file: Path | None) -> bool:
+    """Whether load_splits reads files (or refuses them) rather than the hub dataset."""
+    return any(path is not None for path in (train_file, validation_file, test_file))
+
+
+def _load_hub(dataset: str, config: str | None, revision: str | None) -> DatasetDict:
+    loaded = load_dataset(dataset, config, revision=revision)
     missing = [name for name in SPLITS if name not in loaded]
     if missing:
         raise DataError(f"dataset {dataset} ({config}) has no {', '.join(missing)} split (has {', '.join(loaded)})")
-    return DatasetDict({name: loaded[name] for name in SPLITS})
+    return DatasetDict({name: loaded[name] for name in (*SPLITS, HELD_OUT) if name in loaded})
 
 
 def _load_file(split: str, path: Path) -> Dataset:

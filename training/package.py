@@ -3,9 +3,11 @@
     python -m training.package --model-dir out/model --code-dir inference --output model.tar.gz
 
 Model and tokenizer files sit at the archive root, the handler in code/ (code/inference.py and the
-code/requirements.txt the serving container pip-installs at start). The archive is deterministic:
-sorted entries, zero mtimes and owners, no gzip timestamp, so the same model gives the same bytes
-and the same S3 ETag, and an unchanged model does not look like a new one.
+code/requirements.txt the serving container pip-installs at start). Only files the endpoint reads go
+in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint never opens and pickle
+scanners flag, stays out, as would optimizer state or anything else left in the model directory.
+The archive is deterministic: sorted entries, zero mtimes and owners, no gzip timestamp, so the same
+model gives the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,24 @@ CODE_FILES = ("inference.py", "requirements.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
+# What from_pretrained reads for a config, weights and tokenizer: the only model files that ship.
+SERVING_FILES = frozenset(
+    {
+        "config.json",
+        *WEIGHT_FILES,
+        *WEIGHT_INDEXES,
+        *TOKENIZER_FILES,
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "merges.txt",
+    }
+)
+WEIGHT_SHARD = re.compile(r"(model|pytorch_model)-\d{5}-of-\d{5}\.(safetensors|bin)")
+
+
+def is_serving_file(name: str) -> bool:
+    return name in SERVING_FILES or WEIGHT_SHARD.fullmatch(name) is not None
 
 
 class PackageError(ValueError):
@@ -59,10 +80,12 @@ def check_code_dir(code_dir: Path) -> None:
 def archive_members(model_dir: Path, code_dir: Path) -> Iterator[tuple[str, Path | None]]:
     """(name in archive, source file or None for a directory), in sorted order.
 
-    Only the top-level files of the model directory: save_pretrained writes a flat directory, and
-    this keeps stray subdirectories (an old code/ for one) out of the archive.
+    Only the top-level serving files of the model directory: save_pretrained writes a flat directory,
+    and this keeps stray subdirectories (an old code/ for one) and training leftovers out of the archive.
     """
-    members: dict[str, Path | None] = {path.name: path for path in model_dir.iterdir() if path.is_file()}
+    members: dict[str, Path | None] = {
+        path.name: path for path in model_dir.iterdir() if path.is_file() and is_serving_file(path.name)
+    }
     members["code"] = None
     members.update({f"code/{name}": code_dir / name for name in CODE_FILES})
     yield from sorted(members.items())

@@ -48,10 +48,12 @@ def make_texts(count: int, seed: int = 0) -> list[tuple[str, int]]:
     return rows
 
 
-def write_dataset(directory: Path, train: int = 96, validation: int = 30, seed: int = 0) -> Path:
-    """Writes train.csv and validation.csv with `text` and `label` columns."""
+def write_dataset(directory: Path, train: int = 96, validation: int = 30, test: int = 0, seed: int = 0) -> Path:
+    """Writes train.csv, validation.csv and (if `test`) test.csv with `text` and `label` columns; each
+    split is drawn with its own seed, so the test split is held out from the other two."""
     directory.mkdir(parents=True, exist_ok=True)
-    for split, count, split_seed in (("train", train, seed), ("validation", validation, seed + 1)):
+    splits = (("train", train, seed), ("validation", validation, seed + 1), ("test", test, seed + 2))
+    for split, count, split_seed in (split for split in splits if split[1]):
         with (directory / f"{split}.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])

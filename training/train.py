@@ -5,9 +5,13 @@
 
 --output-dir receives:
     checkpoints/checkpoint-<step>/  one per epoch (the newest and the best are kept); a restarted run
-                                    resumes from the newest, so an interrupted instance does not start over
-    model/                          the best model (by macro recall) and its tokenizer, for training.package
-    metrics.json                    eval loss, macro recall, accuracy of that model; train runtime, samples/s
+                                    resumes from the newest complete one, so an interrupted instance does
+                                    not start over
+    checkpoints/hub-revisions.json  the hub commits this run reads, so a restart reads the same ones
+    model/                          the best model (by validation macro recall) and its tokenizer
+    metrics.json                    eval_* (validation: it picked that model) and test_* (the held-out
+                                    split, scored once after the choice) loss, macro recall, accuracy;
+                                    train runtime, samples/s; `setup`: what the run used, hub commits included
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import argparse
 import json
 import logging
 import os
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list
+from datasets import Dataset
 from sklearn.metrics import accuracy_score, recall_score
 from transformers import (
     AutoModelForSequenceClassification,
@@ -35,7 +42,9 @@ from transformers.utils import is_torch_bf16_gpu_available
 
 from training.arguments import RECIPE_MAX_LENGTH, parse_args
 from training.batching import BatchPlanError, plan_batches, process_count
-from training.data import LABELS, DataError, load_splits, tokenize
+from training.checkpoints import resumable_checkpoint
+from training.data import HELD_OUT, LABELS, DataError, load_splits, tokenize, uses_files
+from training.revisions import RECORD_NAME, RepoType, RevisionError, RevisionPins, default_revision, is_local
 
 log = logging.getLogger("training")
 
@@ -97,32 +106,65 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     }
 
 
-def build_trainer(args: argparse.Namespace) -> Trainer:
-    """Everything but the training loop: arguments, checked and tokenized data, tokenizer, model.
+T = TypeVar("T")
+
+
+def on_main_process(training_args: TrainingArguments, work: Callable[[], T]) -> T:
+    """`work`'s result on the main process, handed to every rank, so that all ranks act on one answer."""
+    answer = [work() if training_args.process_index == 0 else None]
+    return broadcast_object_list(answer)[0]
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A ready Trainer, the held-out test split (None without one) and the inputs it read."""
+
+    trainer: Trainer
+    test_dataset: Dataset | None
+    inputs: dict[str, str | None]
+
+
+def build_job(args: argparse.Namespace) -> TrainingJob:
+    """Everything but the training loop: arguments, hub commits, checked and tokenized data, tokenizer, model.
 
     The batch split and the data are checked first, so a bad setting fails before a model is downloaded.
-    Rank 0 downloads and tokenizes first; the other ranks then read the datasets cache.
+    Rank 0 downloads first; the other ranks then read the caches, at the commits rank 0 resolved.
     """
     training_args = training_arguments(args, process_count())
+    pins = RevisionPins(args.output_dir / "checkpoints" / RECORD_NAME, reuse=args.resume)
+
+    def commit(repo_type: RepoType, name: str, revision: str | None) -> str | None:
+        if is_local(name):
+            return None
+        return on_main_process(training_args, lambda: pins.commit(repo_type, name, revision or default_revision(name)))
+
+    files = uses_files(args.train_file, args.validation_file, args.test_file)
+    dataset_revision = None if files else commit("dataset", args.dataset, args.dataset_revision)
     with training_args.main_process_first(desc="load data"):
-        splits = load_splits(args.dataset, args.dataset_config, args.train_file, args.validation_file)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name)
+        splits = load_splits(
+            args.dataset, args.dataset_config, args.train_file, args.validation_file, args.test_file, dataset_revision
+        )
+    model_revision = commit("model", args.model_name, args.model_revision)
+    with training_args.main_process_first(desc="load tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(args.model_name, revision=model_revision)
     max_length = args.max_length or min(RECIPE_MAX_LENGTH, tokenizer.model_max_length)
     with training_args.main_process_first(desc="tokenize"):
         encoded = tokenize(splits, tokenizer, max_length, args.pad_to_max_length)
     set_seed(args.seed)  # the new classification head is initialised identically on every run
-    model = AutoModelForSequenceClassification.from_pretrained(
-        args.model_name,
-        num_labels=len(LABELS),
-        problem_type="single_label_classification",  # set up front, or the first forward recompiles
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: index for index, label in enumerate(LABELS)},
-    )
+    with training_args.main_process_first(desc="load model"):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            args.model_name,
+            revision=model_revision,
+            num_labels=len(LABELS),
+            problem_type="single_label_classification",  # set up front, or the first forward recompiles
+            id2label=dict(enumerate(LABELS)),
+            label2id={label: index for index, label in enumerate(LABELS)},
+        )
     # RoBERTa's forward takes **kwargs, so Trainer assumes its loss is a sum over num_items_in_batch and
     # multiplies it by the process count and skips the division by accumulation steps. Its loss is a mean:
     # left alone, losses and gradients grow with the number of GPUs and gradient clipping changes with it.
     model.accepts_loss_kwargs = False
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=encoded["train"],
@@ -131,20 +173,13 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=compute_metrics,
     )
-
-
-def newest_checkpoint(checkpoints: Path) -> str | None:
-    """The newest complete checkpoint, or None.
-
-    Trainer writes trainer_state.json last, so a checkpoint cut off mid-save (a spot instance reclaimed
-    while saving) lacks it; it is passed over instead of failing every restart.
-    """
-    complete = [
-        path
-        for path in checkpoints.glob("checkpoint-*")
-        if path.name.removeprefix("checkpoint-").isdigit() and (path / "trainer_state.json").is_file()
-    ]
-    return str(max(complete, key=lambda path: int(path.name.removeprefix("checkpoint-")))) if complete else None
+    inputs = {
+        "model": args.model_name,
+        "model_revision": model_revision,
+        "dataset": "files" if files else f"{args.dataset} ({args.dataset_config})",
+        "dataset_revision": dataset_revision,
+    }
+    return TrainingJob(trainer, encoded.get(HELD_OUT), inputs)
 
 
 def setup_summary(trainer: Trainer, resumed_from: str | None) -> dict[str, Any]:
@@ -169,19 +204,26 @@ def main(argv: list[str] | None = None) -> None:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO if rank == 0 else logging.WARN)
     try:
-        trainer = build_trainer(args)
-    except (DataError, BatchPlanError) as error:
+        job = build_job(args)
+    except (DataError, BatchPlanError, RevisionError) as error:
         raise SystemExit(f"error: {error}") from None
-    resumed_from = newest_checkpoint(args.output_dir / "checkpoints") if args.resume else None
-    if resumed_from:
-        log.info("resuming from %s", resumed_from)
-    train_metrics = trainer.train(resume_from_checkpoint=resumed_from).metrics
-    metrics = {**train_metrics, **trainer.evaluate(), "setup": setup_summary(trainer, resumed_from)}
+    trainer = job.trainer
+    checkpoints = args.output_dir / "checkpoints"
+    resumed_from = (
+        on_main_process(trainer.args, lambda: resumable_checkpoint(checkpoints, trainer.args.world_size))
+        if args.resume
+        else None
+    )
+    scores = {**trainer.train(resume_from_checkpoint=resumed_from).metrics, **trainer.evaluate()}
+    if job.test_dataset is not None:  # once, on the model validation chose: the test split had no say in it
+        scores.update(trainer.evaluate(job.test_dataset, metric_key_prefix="test"))
     model_dir = args.output_dir / "model"
     trainer.save_model(str(model_dir))
     if trainer.is_world_process_zero():
+        metrics = {**scores, "setup": {**setup_summary(trainer, resumed_from), **job.inputs}}
         (args.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        log.info("saved model to %s: eval_recall %.4f", model_dir, metrics["eval_recall"])
+        recalls = ", ".join(f"{key} {scores[key]:.4f}" for key in ("eval_recall", "test_recall") if key in scores)
+        log.info("saved model to %s: %s", model_dir, recalls)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""CPU smoke of the training benchmark: every configuration runs through build_trainer on the tiny model.
+"""CPU smoke of the training benchmark: every configuration runs through build_job on the tiny model.
 
 Numbers from it mean nothing; what is checked is that the benchmark runs end to end, reports every
 configuration, and that its derived figures (projection, ratio, FLOP rate) are computed as documented.

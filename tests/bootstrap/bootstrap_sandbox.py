@@ -2,7 +2,9 @@
 
 The stand-ins (tests/bootstrap/standins/) record every call in calls.log, keep S3 objects under
 s3/<bucket>/<key>, WaitCondition bodies under signals/ and CloudWatch batches under cloudwatch/, all
-inside the sandbox folder. STANDIN_FAIL=tool:glob makes the matching call fail.
+inside the sandbox folder. STANDIN_FAIL=tool:glob makes the matching call fail. `docker run` starts
+the command through the DLC's own entrypoint, behind tini for --init, where stand-ins for torchrun
+and python (tests/bootstrap/container/) record the arguments that reach them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "training" / "bootstrap.sh"
 STANDINS = Path(__file__).resolve().parent / "standins"
 STANDIN_TOOLS = ("aws", "docker", "curl", "nvidia-smi", "shutdown", "npx")
+CONTAINER_STANDINS = Path(__file__).resolve().parent / "container"
+DLC_ENTRYPOINT = CONTAINER_STANDINS / "dockerd_entrypoint.sh"
 
 BUCKET = "artifacts-bucket"
 ASSET_BUCKET = "cdk-assets"
@@ -144,6 +148,8 @@ def _check_standins_shadow_real_tools(env: dict[str, str]) -> None:
     """Tests may run as root: a real `shutdown` found first on PATH would power the machine off."""
     for tool in STANDIN_TOOLS:
         assert shutil.which(tool, path=env["PATH"]) == str(STANDINS / tool), tool
+    # Not skipped when missing: the Makefile installs it (Debian package `tini`, docker-init's code).
+    assert shutil.which("tini", path=env["PATH"]), "tini is not installed: apt-get install -y tini"
 
 
 def _remove(path: Path) -> None:

@@ -48,9 +48,16 @@ def only_signal(run: Run) -> dict[str, str]:
     return run.signals[0]
 
 
-def training_run(run: Run) -> list[str]:
-    (call,) = [call for call in run.calls_to("docker", "run") if "training.train" in call]
+def docker_run(run: Run, module: str) -> list[str]:
+    """The one `docker run` whose command runs `module`."""
+    (call,) = [call for call in run.calls_to("docker", "run") if module in call[-1]]
     return call
+
+
+def torchrun_argv(run: Run) -> list[str]:
+    """What reached torchrun in the container, after the DLC entrypoint's `eval`."""
+    (argv,) = run.calls_to("torchrun")
+    return argv
 
 
 def test_success_runs_every_step_in_order(succeeded: tuple[Sandbox, Run]) -> None:
@@ -106,36 +113,78 @@ def test_image_is_pulled_from_the_region_registry_and_built_from_the_project(
 
 def test_training_uses_every_gpu_and_the_recipe_container_settings(sandbox: Sandbox) -> None:
     sandbox.env["STANDIN_GPUS"] = "4"
-    call = " ".join(training_run(sandbox.run()))
+    run = sandbox.run()
+    call = " ".join(docker_run(run, "training.train"))
 
-    for setting in ("--gpus all", "--shm-size=1g", "--ulimit memlock=-1", "--ulimit stack=67108864"):
+    for setting in ("--init", "--gpus all", "--shm-size=1g", "--ulimit memlock=-1", "--ulimit stack=67108864"):
         assert setting in call
     for option in ("awslogs-group=/pt2/training", f"awslogs-stream={RUN_ID}/training", "awslogs-region=us-west-2"):
         assert f"--log-opt {option}" in call
-    assert call.endswith(
-        "pt2-training torchrun --nproc_per_node=4 -m training.train --output-dir /workspace/output"
-        " --epochs 10 --per-device-batch-size 16"
+    assert torchrun_argv(run) == shlex.split(
+        "--nproc_per_node=4 -m training.train --output-dir /workspace/output --epochs 10 --per-device-batch-size 16"
     )
+
+
+def test_train_args_reach_torchrun_word_for_word_through_the_entrypoints_eval(sandbox: Sandbox) -> None:
+    """The DLC entrypoint evaluates the command; what settings.py's trainArgs pattern refuses must still
+    reach torchrun as written, with nothing expanded, globbed or run."""
+    pwned = sandbox.root / "pwned"
+    words = ["--note", f"$(touch${{IFS}}{pwned})", "`id`", "$HOME", "*", "'a'", '"b"', "c\\d", "e;f", "g&&h", "$'x'"]
+    sandbox.env["TRAIN_ARGS"] = " ".join(words)
+    run = sandbox.run()
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert torchrun_argv(run)[-len(words) :] == words
+    assert not pwned.exists()
+
+
+def test_a_stop_reaches_torchrun_through_docker_init_and_the_dlc_entrypoint(sandbox: Sandbox) -> None:
+    """A reboot or `docker stop` sends SIGTERM to the container's PID 1 (the CLI proxies what it gets).
+
+    docker-init forwards it to its child only; with `exec`, that child is torchrun, not the
+    entrypoint's bash, which would die of it while torchrun is killed without a word. The container
+    gets a PID namespace of its own here, so PID 1 and its end behave as in a real one.
+    """
+    sandbox.env["STANDIN_PID_NAMESPACE"] = "1"
+    run = stopped_while_training(sandbox)
+
+    assert ["torchrun-stopped", "TERM"] in run.calls, run.stdout + run.stderr
+    assert not (sandbox.work_root / "output" / "model").exists()  # stopped, not finished
+
+
+def test_caches_live_on_the_host_so_a_restart_finds_what_the_first_start_left(sandbox: Sandbox) -> None:
+    """HF_HOME, TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR point into one mount of a host folder."""
+    sandbox.env["STANDIN_FAIL"] = "docker:run *training.package*"  # trained, then the run broke off
+    first, second = sandbox.run(), sandbox.run()
+    cached = {"hf-entry", "inductor-entry", "triton-entry"}
+
+    assert (found_cached(first), found_cached(second)) == (set(), cached)
+    assert {path.name for path in (sandbox.work_root / "cache").rglob("*") if path.is_file()} == cached
+
+
+def found_cached(run: Run) -> set[str]:
+    (line,) = [line for line in run.stdout.splitlines() if line.startswith("found cached:")]
+    return set(line.split()[2:])
 
 
 def test_packaging_runs_training_package_from_the_project_dir(succeeded: tuple[Sandbox, Run]) -> None:
     _, run = succeeded
-    (call,) = [call for call in run.calls_to("docker", "run") if "training.package" in call]
+    call = docker_run(run, "training.package")
 
     assert call[call.index("-w") + 1] == "/workspace/project"
-    assert call[call.index("pt2-training") :] == [
-        "pt2-training",
-        *shlex.split(
-            "python -m training.package --model-dir /workspace/output/model --code-dir inference"
+    assert "--init" in call
+    assert run.calls_to("python") == [
+        shlex.split(
+            "-m training.package --model-dir /workspace/output/model --code-dir inference"
             " --output /workspace/output/model.tar.gz"
-        ),
+        )
     ]
 
 
 def test_empty_train_args_add_nothing(sandbox: Sandbox) -> None:
     sandbox.env["TRAIN_ARGS"] = ""
 
-    assert training_run(sandbox.run())[-2:] == ["--output-dir", "/workspace/output"]
+    assert torchrun_argv(sandbox.run())[-2:] == ["--output-dir", "/workspace/output"]
 
 
 @pytest.mark.parametrize(
@@ -271,6 +320,16 @@ def test_checkpoints_are_synced_while_training_runs(sandbox: Sandbox) -> None:
 
 def test_stopped_by_a_signal_it_neither_reports_failure_nor_forces_a_power_off(sandbox: Sandbox) -> None:
     """A reboot (or the watchdog) stops cloud-init with SIGTERM: a reboot resumes through per-boot."""
+    run = stopped_while_training(sandbox)
+
+    assert run.returncode == 143
+    assert "step train: stopped by a signal" in run.stdout
+    assert run.signals == []
+    assert ["-h", "now"] not in run.calls_to("shutdown")
+
+
+def stopped_while_training(sandbox: Sandbox) -> Run:
+    """Runs the script in a session of its own and sends SIGTERM to all of it while training runs."""
     sandbox.env["STANDIN_TRAIN_SECONDS"] = "20"
     process = subprocess.Popen(
         ["bash", str(SCRIPT)],
@@ -283,18 +342,13 @@ def test_stopped_by_a_signal_it_neither_reports_failure_nor_forces_a_power_off(s
     wait_for_training(sandbox)
     os.killpg(process.pid, signal.SIGTERM)  # systemd signals the whole unit, docker client included
     stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-    run = sandbox.collect(process.returncode, stdout, stderr)
-
-    assert run.returncode == 143
-    assert "step train: stopped by a signal" in run.stdout
-    assert run.signals == []
-    assert ["-h", "now"] not in run.calls_to("shutdown")
+    return sandbox.collect(process.returncode, stdout, stderr)
 
 
 def wait_for_training(sandbox: Sandbox) -> None:
     calls_log = sandbox.standin_dir / "calls.log"
     deadline = time.monotonic() + TIMEOUT_S
-    while not (calls_log.exists() and "training.train" in calls_log.read_text()):
+    while not (calls_log.exists() and "\ntorchrun\t" in calls_log.read_text()):
         assert time.monotonic() < deadline, "training never started"
         time.sleep(0.05)
     time.sleep(0.2)  # let the stand-in reach its sleep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tests.bootstrap.bootstrap_sandbox import REPO, SCRIPT, STANDINS
+from tests.bootstrap.bootstrap_sandbox import CONTAINER_STANDINS, REPO, SCRIPT, STANDINS
 
 # EC2 caps user data at 16 KB. The exports CDK puts in front of the script (URLs, the presigned
 # WaitCondition URL of ~600 characters) need about 2 KB; 4 KB stay free for them.
@@ -15,7 +15,8 @@ MAX_SCRIPT_BYTES = 12 * 1024
 def test_shellcheck_is_clean() -> None:
     # Not skipped when missing: the Makefile installs it (Debian package `shellcheck`).
     assert shutil.which("shellcheck"), "shellcheck is not installed: apt-get install -y shellcheck"
-    scripts = [SCRIPT, REPO / "scripts" / "aws_e2e.sh", *sorted(STANDINS.iterdir())]
+    standins = [*sorted(STANDINS.iterdir()), *sorted(CONTAINER_STANDINS.iterdir())]
+    scripts = [SCRIPT, REPO / "scripts" / "aws_e2e.sh", *standins]
     result = subprocess.run(
         ["shellcheck", *(str(path.relative_to(REPO)) for path in scripts)],
         cwd=REPO,  # the stand-ins' `# shellcheck source=` paths are relative to the repository

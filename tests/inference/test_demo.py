@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,4 +26,8 @@ def test_demo_prints_the_endpoint_reply_offline(tmp_path):
     lines = result.stdout.splitlines()
     reply = json.loads(lines[lines.index("==> stop the server") - 1])
     assert reply["sentiment"] in LABELS
+    (scores,) = [line.strip() for line in lines if line.startswith("    macro recall: validation ")]
+    assert re.fullmatch(
+        r"macro recall: validation [01]\.\d{3} \(picked the checkpoint\), test [01]\.\d{3} \(held out\)", scores
+    )
     assert (tmp_path / "model.tar.gz").is_file()

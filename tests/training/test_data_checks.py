@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from training.data import DataError, load_splits
+from training.data import HELD_OUT, DataError, load_splits
 from training.train import main
 
 GOOD_ROWS = [("great day", 2), ("so sad", 0), ("monday meeting", 1)]
@@ -68,6 +68,24 @@ def test_files_are_checked_before_loading(tmp_path: Path) -> None:
     (tmp_path / "blank.csv").touch()
     with pytest.raises(DataError, match=r"train file .*blank\.csv: cannot be read: No columns to parse"):
         load_splits("unused", None, tmp_path / "blank.csv", validation)
+
+
+def test_a_test_file_gets_the_same_checks_and_goes_with_the_other_files(tmp_path: Path) -> None:
+    train, validation = write_csv(tmp_path / "train.csv", ["text", "label"], GOOD_ROWS), good_validation(tmp_path)
+    test = write_csv(tmp_path / "test.csv", ["text", "label"], [*GOOD_ROWS, ("meh", 7)])
+    with pytest.raises(DataError, match="test split: labels must be integers"):
+        load_splits("unused", None, train, validation, test)
+    with pytest.raises(DataError, match="--test-file goes with --train-file and --validation-file"):
+        load_splits("unused", None, None, None, test)
+    assert list(load_splits("unused", None, train, validation)) == ["train", "validation"]
+
+
+@pytest.mark.parametrize("splits", [["train", "validation", HELD_OUT], ["train", "validation"]])
+def test_a_dataset_brings_its_test_split_when_it_has_one(tmp_path: Path, splits: list[str]) -> None:
+    """Through load_dataset's own path for a dataset id; a local folder of split files stands in for the hub."""
+    for name in splits:
+        write_csv(tmp_path / f"{name}.csv", ["text", "label"], GOOD_ROWS)
+    assert list(load_splits(str(tmp_path), None)) == splits
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])

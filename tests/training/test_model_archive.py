@@ -49,6 +49,33 @@ def test_layout_is_model_at_root_and_handler_in_code(model_copy: Path, code_dir:
     assert AutoTokenizer.from_pretrained(unpacked)("covid cases")["input_ids"]
 
 
+def test_a_trained_models_archive_holds_only_what_serving_reads(trained: Path, code_dir: Path, tmp_path: Path) -> None:
+    """The shared run's model/ as Trainer saved it, training_args.bin (a pickle) included."""
+    assert (trained / "model" / "training_args.bin").is_file()
+    with tarfile.open(build_model_archive(trained / "model", code_dir, tmp_path / "model.tar.gz")) as tar:
+        names = tar.getnames()
+    assert sorted(name for name in names if name.split("/")[0] != "code") == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert not [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
+
+
+def test_training_leftovers_stay_out_and_weight_shards_go_in(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
+    for leftover in ("training_args.bin", "optimizer.pt", "rng_state.pth", "trainer_state.json", "notes.txt"):
+        (model_copy / leftover).write_bytes(b"not for serving")
+    (model_copy / "model.safetensors").rename(model_copy / "model-00001-of-00001.safetensors")
+    (model_copy / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}})
+    )
+    with tarfile.open(build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz")) as tar:
+        names = set(tar.getnames())
+    assert {"model-00001-of-00001.safetensors", "model.safetensors.index.json", "config.json"} <= names
+    assert not names & {"training_args.bin", "optimizer.pt", "rng_state.pth", "trainer_state.json", "notes.txt"}
+
+
 def test_same_inputs_give_identical_bytes(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
     first = build_model_archive(model_copy, code_dir, tmp_path / "first.tar.gz").read_bytes()
     for path in [*model_copy.iterdir(), *code_dir.iterdir()]:

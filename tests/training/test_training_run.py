@@ -1,9 +1,13 @@
-"""End-to-end training runs of the tiny model on CPU: learn, save, resume, compile, DDP over two processes."""
+"""End-to-end training runs of the tiny model on CPU: learn, score the held-out split, save, resume
+(falling back past a broken checkpoint), pin hub commits, compile, DDP over two processes."""
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import math
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,13 +16,17 @@ from typing import Any
 
 import pytest
 import torch
+from sklearn.metrics import recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.training.conftest import FakeHub
 from training.arguments import parse_args
+from training.checkpoints import resumable_checkpoint
 from training.tiny_model import LABELS, make_texts
-from training.train import build_trainer
+from training.train import build_job
 
 METRIC_KEYS = {"eval_loss", "eval_recall", "eval_accuracy", "train_runtime", "train_samples_per_second", "epoch"}
+TEST_METRIC_KEYS = {"test_loss", "test_recall", "test_accuracy"}
 STEPS_PER_EPOCH = 15  # 480 rows / global batch 32
 
 
@@ -44,27 +52,41 @@ def assert_saved_model_predicts(model_dir: Path, minimum_accuracy: float) -> Non
     assert correct / len(rows) >= minimum_accuracy
 
 
-def test_two_epochs_learn_and_save_a_loadable_model(
-    tmp_path: Path, run_training: Callable[..., dict[str, Any]]
-) -> None:
-    metrics = run_training(tmp_path)
-    assert metrics.keys() >= METRIC_KEYS
+def test_two_epochs_learn_and_save_a_loadable_model(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics.keys() >= METRIC_KEYS | TEST_METRIC_KEYS
     assert metrics["epoch"] == 2
-    train_losses, eval_losses = epoch_logs(tmp_path, "loss"), epoch_logs(tmp_path, "eval_loss")
+    train_losses, eval_losses = epoch_logs(trained, "loss"), epoch_logs(trained, "eval_loss")
     assert train_losses[1] < train_losses[0] < math.log(3) + 0.1  # starts near chance, then falls
     assert eval_losses[1] < eval_losses[0]
     assert metrics["eval_recall"] > 0.6
-    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-15", "checkpoint-30"]
+    assert sorted(path.name for path in (trained / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-15",
+        "checkpoint-30",
+    ]
     setup = metrics["setup"]
     assert (setup["bf16"], setup["optim"], setup["torch_compile"]) == (True, "adamw_torch_fused", False)
-    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").config.id2label == dict(
+    assert (setup["model_revision"], setup["dataset"], setup["dataset_revision"]) == (None, "files", None)
+    assert AutoModelForSequenceClassification.from_pretrained(trained / "model").config.id2label == dict(
         enumerate(LABELS)
     )
-    assert_saved_model_predicts(tmp_path / "model", minimum_accuracy=0.6)
+    assert_saved_model_predicts(trained / "model", minimum_accuracy=0.6)
+
+
+def test_test_score_is_the_saved_models_score_on_the_held_out_split(trained: Path, tiny_data: Path) -> None:
+    """Scored once, after validation chose the model: the same figure the saved model gets on test.csv."""
+    metrics = json.loads((trained / "metrics.json").read_text())
+    with (tiny_data / "test.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = predict(trained / "model", [row["text"] for row in rows])
+    recall = recall_score([LABELS[int(row["label"])] for row in rows], predicted, average="macro")
+    assert metrics["test_recall"] == pytest.approx(recall, abs=0.02)  # evaluation ran in bf16, this in fp32
+    assert metrics["test_recall"] > 0.6
+    assert metrics["test_loss"] != metrics["eval_loss"]  # another split, not validation scored twice
 
 
 def test_recipe_flags_build_bf16_and_fused_adamw(tmp_path: Path, train_argv: Callable[..., list[str]]) -> None:
-    trainer = build_trainer(parse_args(train_argv(tmp_path)))
+    trainer = build_job(parse_args(train_argv(tmp_path))).trainer
     optimizer = trainer.create_optimizer()
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["fused"]
@@ -79,24 +101,36 @@ def test_compiled_run_saves_a_plain_model(tmp_path: Path, run_training: Callable
     assert_saved_model_predicts(tmp_path / "model", minimum_accuracy=0.4)
 
 
-def test_restart_resumes_from_the_newest_checkpoint(
-    tmp_path: Path, run_training: Callable[..., dict[str, Any]]
+def test_restart_passes_over_a_cut_off_checkpoint_and_resumes_from_the_one_before(
+    tmp_path: Path, trained: Path, run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = run_training(tmp_path, "--epochs", "1")
+    """An unclean reboot cut the newest checkpoint's weights short: resume from the previous one, say so."""
+    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    weights = tmp_path / "checkpoints" / "checkpoint-30" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with caplog.at_level(logging.WARNING, logger="training"):
+        metrics = run_training(tmp_path)
+    assert metrics["setup"]["resumed_from"] == str(tmp_path / "checkpoints" / f"checkpoint-{STEPS_PER_EPOCH}")
+    assert "not resuming from checkpoint-30: weights model.safetensors do not open" in caplog.text
+    assert metrics["epoch"] == 2
+    # Epoch 1 is carried over, not redone; epoch 2 is retrained from the same state, RNG included.
+    assert epoch_logs(tmp_path, "eval_loss") == epoch_logs(trained, "eval_loss")
+
+
+def test_hub_model_is_pinned_at_the_first_start_and_a_restart_keeps_that_commit(
+    tmp_path: Path, fake_hub: FakeHub, run_training: Callable[..., dict[str, Any]]
+) -> None:
+    hub_model = ("--model-name", FakeHub.REPO_ID, "--epochs", "1", "--max-steps", "2")
+    first = run_training(tmp_path, *hub_model)
+    assert (first["setup"]["model"], first["setup"]["model_revision"]) == (FakeHub.REPO_ID, FakeHub.FIRST)
     assert first["setup"]["resumed_from"] is None
-    (tmp_path / "checkpoints" / "checkpoint-16").mkdir()  # cut off mid-save: no trainer_state.json
-    second = run_training(tmp_path, "--epochs", "2")
-    assert second["setup"]["resumed_from"] == str(tmp_path / "checkpoints" / f"checkpoint-{STEPS_PER_EPOCH}")
-    assert second["epoch"] == 2
-    eval_losses = epoch_logs(tmp_path, "eval_loss")
-    assert len(eval_losses) == 2
-    assert eval_losses[0] == first["eval_loss"]  # epoch 1 is the first run's, carried over, not redone
-
-
-def test_no_resume_starts_over(tmp_path: Path, run_training: Callable[..., dict[str, Any]]) -> None:
-    run_training(tmp_path, "--epochs", "1", "--max-steps", "2")
-    again = run_training(tmp_path, "--epochs", "1", "--max-steps", "2", "--no-resume")
+    fake_hub.move_main(FakeHub.SECOND)  # upstream moves on while the run is interrupted
+    resumed = run_training(tmp_path, *hub_model)
+    assert resumed["setup"]["resumed_from"] == str(tmp_path / "checkpoints" / "checkpoint-2")
+    assert resumed["setup"]["model_revision"] == FakeHub.FIRST
+    again = run_training(tmp_path, *hub_model, "--no-resume")
     assert again["setup"]["resumed_from"] is None
+    assert again["setup"]["model_revision"] == FakeHub.SECOND
 
 
 @pytest.mark.slow
@@ -114,6 +148,7 @@ def test_torchrun_two_processes_train_and_save_once(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics.keys() >= TEST_METRIC_KEYS
     assert metrics["setup"]["processes"] == 2
     assert metrics["setup"]["per_device_batch_size"] == 16  # global 32 split over two ranks
     assert (result.stdout + result.stderr).count("saved model to") == 1
@@ -121,3 +156,6 @@ def test_torchrun_two_processes_train_and_save_once(
     # that take **kwargs would report (and step on) twice that with two processes.
     assert metrics["train_loss"] < math.log(3)
     assert_saved_model_predicts(tmp_path / "model", minimum_accuracy=0.5)
+    # Each rank saved its own RNG state, under the names a restart of two processes checks for.
+    newest = tmp_path / "checkpoints" / f"checkpoint-{2 * STEPS_PER_EPOCH}"
+    assert resumable_checkpoint(tmp_path / "checkpoints", world_size=2) == str(newest)

@@ -25,3 +25,24 @@ standin() {
   record "$@"
   fail_if_asked "$@"
 }
+
+# The value after option $1 in the remaining arguments.
+option() {
+  local name=$1
+  shift
+  while (($#)); do
+    [[ $1 != "$name" ]] || { echo "$2" && return; }
+    shift
+  done
+}
+
+# Inside a container: the host path of a container path, through the -v mounts that the docker
+# stand-in passes on in STANDIN_MOUNTS (one host:container[:mode] per line).
+host_path() {
+  local host inside
+  while IFS=: read -r host inside _; do
+    [[ $1 != "$inside"* ]] || { echo "$host${1#"$inside"}" && return; }
+  done <<<"${STANDIN_MOUNTS:?only inside a container}"
+  echo "no mount holds $1" >&2
+  exit 1
+}
