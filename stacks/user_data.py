@@ -1,22 +1,44 @@
 """Renders the training instance's user data: the run's settings as exports, then the bootstrap script.
 
-The script stays a plain file (`training/bootstrap.sh`) so shellcheck and the offline tests run the
-very bytes the instance runs; only its shebang is replaced by the export block.
+EC2 caps user data at 16 KB. The script stays a plain file (`training/bootstrap.sh`), which shellcheck
+and the offline tests run; the user data carries it gzip-compressed and base64-encoded behind a stub
+that unpacks it to `$WORK_ROOT/bootstrap.sh` (default /opt/pt2) and runs it there, so the script can
+grow to about three times the cap. The bytes are deterministic (gzip mtime 0): an unchanged script
+leaves the user data, and so the instance, unchanged.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
 BOOTSTRAP_SCRIPT = Path(__file__).resolve().parent.parent / "training" / "bootstrap.sh"
+UNPACKED = '"${WORK_ROOT:-/opt/pt2}/bootstrap.sh"'
+END_MARKER = "BOOTSTRAP"
 
 
 def render_user_data(variables: Mapping[str, str], script: Path = BOOTSTRAP_SCRIPT) -> str:
     """`variables` may hold CDK tokens (bucket names, the WaitCondition URL); CDK joins them at synth."""
-    body = script.read_text().split("\n", 1)[1]
     exports = "".join(f"export {name}={_quote(value)}\n" for name, value in variables.items())
-    return f"#!/bin/bash\n# Rendered by stacks/user_data.py from training/bootstrap.sh\n{exports}{body}"
+    packed = "\n".join(textwrap.wrap(base64.b64encode(gzip.compress(script.read_bytes(), mtime=0)).decode(), 76))
+    return (
+        "#!/bin/bash\n"
+        "# Rendered by stacks/user_data.py: the run's settings, then training/bootstrap.sh (gzip, base64)\n"
+        f"{exports}"
+        "set -eo pipefail\n"
+        'mkdir -p "${WORK_ROOT:-/opt/pt2}"\n'
+        f"base64 -d <<'{END_MARKER}' | gunzip >{UNPACKED}\n{packed}\n{END_MARKER}\n"
+        f"exec bash {UNPACKED}\n"
+    )
+
+
+def unpack_bootstrap(user_data: str) -> bytes:
+    """The script a rendered user data carries (tests and readers of a deployed instance's user data)."""
+    packed = user_data.split(f"<<'{END_MARKER}' | gunzip >{UNPACKED}\n", 1)[1].split(f"\n{END_MARKER}\n", 1)[0]
+    return gzip.decompress(base64.b64decode(packed))
 
 
 def _quote(value: str) -> str:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Training instance bootstrap: fetch the code, build the training image, train on every GPU,
 # package model.tar.gz, upload it, signal the CloudFormation WaitCondition, power off.
-# EC2 user data: CDK replaces the shebang with `export VAR=value` lines (stacks/user_data.py);
-# tests run this file with the variables in the environment. User data is capped at 16 KB with
-# the exports: keep this file small (tests/bootstrap checks its size). The optional variables
-# below have defaults; PER_BOOT_DIR is where cloud-init looks for scripts to run at each boot.
+# EC2 user data (stacks/user_data.py): `export VAR=value` lines, then this file gzip-compressed,
+# unpacked to $WORK_ROOT/bootstrap.sh and run; tests run this file with the variables in the
+# environment. The optional variables below have defaults; PER_BOOT_DIR is where cloud-init looks
+# for scripts to run at each boot.
 set -euo pipefail
 
 REQUIRED_VARS=(AWS_REGION RUN_ID ARTIFACT_BUCKET MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stacks.user_data import unpack_bootstrap
 from tests.stacks.synthesis import CUSTOM_CONTEXT, EXISTING_MODEL, Synthesized
 
 STACKS = ("foundation", "training", "inference")
@@ -186,8 +187,8 @@ def test_user_data_carries_the_run_wiring_and_the_bootstrap_script(default_app: 
     assert "export RUN_ID='run-1'" in script
     assert "export TRAINING_IMAGE_URI='763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:" in script
     assert script.startswith("#!/bin/bash\n")
-    bootstrap_body = (ROOT / "training" / "bootstrap.sh").read_text().split("\n", 1)[1]
-    assert script.endswith(bootstrap_body)
+    assert unpack_bootstrap(script) == (ROOT / "training" / "bootstrap.sh").read_bytes()
+    assert script.endswith('exec bash "${WORK_ROOT:-/opt/pt2}/bootstrap.sh"\n')
 
 
 def test_user_data_fits_the_16_kib_ec2_limit_once_tokens_resolve(default_app: Synthesized) -> None:
