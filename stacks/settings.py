@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.images import IMAGE_PAIRS, ImagePair, dlc_registry
+from stacks.images import IMAGE_PAIRS, ImagePair, catalog_regions, inference_image, training_image
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
@@ -254,6 +254,14 @@ class Settings:
         return cls.from_context(context.get)
 
     def _check_combinations(self) -> None:
+        if not (self.training_image_uri and self.inference_image_uri) and self.region not in catalog_regions(
+            self.image_pair
+        ):
+            raise SettingsError(
+                f"context 'region' = {self.region!r} is invalid: allowed is a region where the DLC catalog lists "
+                f"the '{self.image_pair}' images ({', '.join(catalog_regions(self.image_pair))}), or set both "
+                "trainingImageUri and inferenceImageUri"
+            )
         if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
             raise SettingsError(
                 f"context 'autoscalingMinCapacity' = {self.autoscaling_min_capacity!r} is invalid: "
@@ -276,11 +284,11 @@ class Settings:
 
     @property
     def training_image(self) -> str:
-        return self.training_image_uri or f"{dlc_registry(self.region)}/{self.images.training}"
+        return self.training_image_uri or training_image(self.image_pair, self.region)
 
     @property
     def inference_image(self) -> str:
-        return self.inference_image_uri or f"{dlc_registry(self.region)}/{self.images.inference}"
+        return self.inference_image_uri or inference_image(self.image_pair, self.region)
 
     @property
     def endpoint_name(self) -> str:
