@@ -209,6 +209,13 @@ OPTIONS: tuple[Option, ...] = (
         "Keep a failed training instance up for Session Manager debugging (until the timeout).",
     ),
     Option(
+        "alarmEmail",
+        "",
+        _optional(_matching(r"[^@\s'\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+        "empty (no subscription) or an e-mail address such as ops@example.com",
+        "Subscribes this address to the alarm topic; AWS e-mails a confirmation link first.",
+    ),
+    Option(
         "logRetentionDays",
         30,
         _one_of(*LOG_RETENTION_DAYS),
@@ -239,6 +246,7 @@ class Settings:
     train_args: str
     delete_bucket_on_destroy: bool
     keep_instance_on_failure: bool
+    alarm_email: str
     log_retention_days: int
 
     @classmethod
@@ -298,6 +306,11 @@ class Settings:
     @property
     def endpoint_log_group_name(self) -> str:
         return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the training run's EMF metrics (training/emf.py); one per deployment."""
+        return f"{self.prefix}/training"
 
     @property
     def run_prefix(self) -> str:

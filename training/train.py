@@ -35,6 +35,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 
 from training.batching import BatchPlanError, plan_batches, process_count
 from training.data import LABELS, DataError, load_splits, tokenize
+from training.metrics_callback import metrics_callbacks
 
 log = logging.getLogger("training")
 
@@ -170,6 +171,7 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=compute_metrics,
+        callbacks=metrics_callbacks(),
     )
 
 
