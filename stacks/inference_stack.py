@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
 from stacks.monitoring import Monitoring
-from stacks.secure_defaults import egress_only_security_group, log_group
+from stacks.secure_defaults import egress_only_security_group, encryption_key, log_group
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
@@ -69,14 +68,7 @@ class InferenceStack(Stack):
             foundation.vpc,
             "Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
         )
-        self.volume_key = kms.Key(
-            self,
-            "EndpointVolumeKey",
-            description="Encrypts the endpoint instances' storage volumes",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
+        self.volume_key = encryption_key(self, "EndpointVolumeKey", "Encrypts the endpoint instances' storage volumes")
         self.model = self._model()
         self.endpoint_config = self._endpoint_config()
         # SageMaker would create this group itself, without retention, and leave it after destroy.

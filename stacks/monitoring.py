@@ -9,7 +9,7 @@ and samples/s per epoch, and where the bootstrap's minutes went.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from stacks.secure_defaults import encryption_key
 from stacks.settings import Settings
 from training import emf
 
@@ -62,14 +63,7 @@ class Monitoring(Construct):
             "StringEquals": {"aws:SourceAccount": stack.account},
             "ArnLike": {"aws:SourceArn": own_alarms},
         }
-        key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description="Encrypts the alarm notifications topic",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
+        key = encryption_key(self, "AlarmTopicKey", "Encrypts the alarm notifications topic")
         # CloudWatch encrypts what it publishes to an SSE topic with the topic's key.
         key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -125,57 +119,54 @@ class Monitoring(Construct):
         )
 
     def _alarms(self) -> list[cloudwatch.Alarm]:
-        cpu_limit = CPU_ALARM_SHARE * 100 * self.vcpus
+        """Each alarm: its metric, threshold, 5-minute periods it must hold for, and why an owner cares."""
+        metric = self._endpoint_metric
         model_errors = cloudwatch.MathExpression(
             expression="FILL(failed, 0) - FILL(client, 0)",
             using_metrics={
-                "failed": self._endpoint_metric("InvocationModelErrors", "Sum"),
-                "client": self._endpoint_metric("Invocation4XXErrors", "Sum"),
+                "failed": metric("InvocationModelErrors", "Sum"),
+                "client": metric("Invocation4XXErrors", "Sum"),
             },
             label="model errors (not client 4xx)",
             period=PERIOD,
         )
-        return [
-            self._alarm(
-                self._endpoint_metric("Invocation5XXErrors", "Sum"),
-                "5xx",
+        table: dict[str, tuple[cloudwatch.Metric | cloudwatch.MathExpression, float, int, str]] = {
+            "5xx": (
+                metric("Invocation5XXErrors", "Sum"),
+                1,
+                1,
                 "Callers got 5XX answers in the last 5 minutes: the endpoint or its model failed them.",
-                threshold=1,
-                periods=1,
             ),
-            self._alarm(
+            "model-errors": (
                 model_errors,
-                "model-errors",
+                1,
+                1,
                 "The model container failed requests (crash, timeout, malformed answer) in the last 5 minutes; "
                 "requests it refused as bad input (4XX) are not counted.",
-                threshold=1,
-                periods=1,
             ),
-            self._alarm(
-                self._endpoint_metric("ModelLatency", "p99"),
-                "model-latency",
+            "model-latency": (
+                metric("ModelLatency", "p99"),
+                LATENCY_ALARM_MICROSECONDS,
+                3,
                 "p99 model latency above 500 ms for 15 minutes: callers wait; check the instance type, "
                 "inferenceMode and the autoscaling range.",
-                threshold=LATENCY_ALARM_MICROSECONDS,
-                periods=3,
             ),
-            self._alarm(
-                self._endpoint_metric("CPUUtilization", "Average", INSTANCE_METRICS),
-                "cpu",
+            "cpu": (
+                metric("CPUUtilization", "Average", INSTANCE_METRICS),
+                CPU_ALARM_SHARE * 100 * self.vcpus,
+                3,
                 f"CPU above {CPU_ALARM_SHARE:.0%} of all vCPUs for 15 minutes: the instances are saturated "
                 "although autoscaling tracks invocations; raise autoscalingMaxCapacity or the instance size.",
-                threshold=cpu_limit,
-                periods=3,
             ),
-            self._alarm(
-                self._endpoint_metric("MemoryUtilization", "Average", INSTANCE_METRICS),
-                "memory",
+            "memory": (
+                metric("MemoryUtilization", "Average", INSTANCE_METRICS),
+                MEMORY_ALARM_PERCENT,
+                3,
                 f"Memory above {MEMORY_ALARM_PERCENT}% for 15 minutes: the workers are close to being killed "
                 "for lack of memory; use a larger instance or fewer workers.",
-                threshold=MEMORY_ALARM_PERCENT,
-                periods=3,
             ),
-        ]
+        }
+        return [self._alarm(source, name, why, limit, periods) for name, (source, limit, periods, why) in table.items()]
 
     def _serving_widgets(self) -> list[cloudwatch.IWidget]:
         metric = self._endpoint_metric
@@ -189,20 +180,14 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Errors",
                 left=[
-                    metric("Invocation4XXErrors", "Sum"),
-                    metric("Invocation5XXErrors", "Sum"),
-                    metric("InvocationModelErrors", "Sum"),
+                    metric(name, "Sum")
+                    for name in ("Invocation4XXErrors", "Invocation5XXErrors", "InvocationModelErrors")
                 ],
                 width=HALF,
             ),
             cloudwatch.GraphWidget(
                 title="Latency (microseconds)",
-                left=[
-                    metric("ModelLatency", "p50"),
-                    metric("ModelLatency", "p99"),
-                    metric("OverheadLatency", "p50"),
-                    metric("OverheadLatency", "p99"),
-                ],
+                left=[metric(name, stat) for name in ("ModelLatency", "OverheadLatency") for stat in ("p50", "p99")],
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=LATENCY_ALARM_MICROSECONDS, label="p99 alarm")],
                 width=HALF,
             ),
