@@ -42,9 +42,8 @@ install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed /
 synth: $(VENV)/.installed node_modules/.installed ## Synthesize the three templates into cdk.out (offline, no credentials)
 	$(CDK) synth --quiet
 
-demo: synth ## Print what deploy would create, then train a tiny model on CPU, package, serve it, invoke it
-	$(PY) -m scripts.stack_summary
-	$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
+demo: $(VENV)/.installed node_modules/.installed ## Synth, then train a tiny model on CPU, package, serve and invoke it; print a summary
+	@$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
 
 test: install lint typecheck ## Lint, type-check and run every test (offline)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
@@ -68,11 +67,13 @@ destroy: $(VENV)/.installed node_modules/.installed ## Remove every stack (the a
 serve: $(VENV)/.installed ## Serve MODEL=model.tar.gz (default: the demo's) on 127.0.0.1:$(PORT) with the real SageMaker toolkit
 	$(PY) -m inference.serve --model $(or $(MODEL),build/demo/model.tar.gz) --port $(PORT)
 
-bench-train: $(VENV)/.installed ## Training throughput: the recipe against the project's default
+bench-train: $(VENV)/.installed ## Training throughput: the recipe against the project's default (JSON + PNG chart)
 	$(PY) -m benchmarks.train
+	$(PY) -m benchmarks.charts build/bench-train.json
 
-bench-serve: $(VENV)/.installed ## Endpoint latency through the local real-toolkit server
+bench-serve: $(VENV)/.installed ## Endpoint latency through the local real-toolkit server (JSON + PNG chart)
 	$(PY) -m benchmarks.serve
+	$(PY) -m benchmarks.charts build/bench-serve.json
 
 clean: ## Remove build outputs (keeps the venvs)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

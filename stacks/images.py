@@ -1,7 +1,10 @@
-"""The Deep Learning Container images the app can deploy, and where each region keeps them.
+"""The Deep Learning Container images the app can deploy, resolved per region from the sagemaker image catalog.
 
-Every tag below is listed in aws/deep-learning-containers `available_images.md`
-(docs/reference/available_images.md for the current pair; the 2.0 rows of the older root file).
+The choices (framework versions, the EC2 training tag) are here; the registry accounts and the
+inference tags come from `sagemaker.core.image_uris`, the catalog the sagemaker SDK keeps, through the
+table `stacks/image_catalog.py` generated from it (`python -m scripts.image_catalog`). Synth reads the
+table rather than the package: importing the package adds seconds to every synth (see README,
+Dependencies), and a test regenerates the table from the pinned package and fails on any difference.
 """
 
 from __future__ import annotations
@@ -9,59 +12,55 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stacks.image_catalog import CATALOG
+
+# What `image_uris.retrieve` is asked for: a GPU training instance (for the processor) and the recipe's endpoint.
+CATALOG_TRAINING_INSTANCE = "ml.p4d.24xlarge"
+CATALOG_INFERENCE_INSTANCE = "ml.c7g.4xlarge"
+INFERENCE_SCOPE = "inference_graviton"
+
 
 @dataclass(frozen=True)
 class ImagePair:
-    training: str
-    inference: str
+    training_version: str
+    training_python: str
+    # The catalog knows the SageMaker training tags only; the EC2 tag is aws/deep-learning-containers
+    # available_images.md's, in the catalog's repository and account.
+    training_ec2_tag: str
+    inference_version: str
     note: str
 
 
 IMAGE_PAIRS: dict[str, ImagePair] = {
     "current": ImagePair(
-        training="pytorch-training:2.9.0-gpu-py312-cu130-ubuntu22.04-ec2",
-        inference="pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker",
+        training_version="2.9.0",
+        training_python="py312",
+        training_ec2_tag="2.9.0-gpu-py312-cu130-ubuntu22.04-ec2",
+        inference_version="2.6.0",
         note="PyTorch 2.9 training, 2.6 Graviton inference; Python 3.12 runs the pinned transformers.",
     ),
     "recipe": ImagePair(
-        training="pytorch-training:2.0.1-gpu-py310-cu118-ubuntu20.04-ec2",
-        inference="pytorch-inference-graviton:2.0.1-cpu-py310-ubuntu20.04-sagemaker",
+        training_version="2.0.1",
+        training_python="py310",
+        training_ec2_tag="2.0.1-gpu-py310-cu118-ubuntu20.04-ec2",
+        inference_version="2.0.1",
         note="The recipe's PyTorch 2.0 images: Python 3.10 and torch 2.0 are older than the pinned "
         "transformers supports (Python >= 3.11, torch >= 2.6); kept to reproduce the recipe's images.",
     ),
 }
 
-# Regions whose DLC registry is not the default account (available_images.md, "Region" table).
-_DLC_ACCOUNTS = {
-    "af-south-1": "626614931356",
-    "ap-east-1": "871362719292",
-    "ap-south-2": "772153158452",
-    "ap-southeast-3": "907027046896",
-    "ap-southeast-4": "457447274322",
-    "ap-southeast-5": "550225433462",
-    "ap-southeast-7": "590183813437",
-    "ap-northeast-3": "364406365360",
-    "ca-west-1": "204538143572",
-    "eu-south-1": "692866216735",
-    "eu-south-2": "503227376785",
-    "eu-central-2": "380420809688",
-    "il-central-1": "780543022126",
-    "mx-central-1": "637423239942",
-    "me-south-1": "217643126080",
-    "me-central-1": "914824155844",
-    "cn-north-1": "727897471807",
-    "cn-northwest-1": "727897471807",
-}
-_DEFAULT_DLC_ACCOUNT = "763104351884"
+
+def catalog_regions(pair: str) -> list[str]:
+    """Regions whose DLC registry the catalog lists for both images of the pair."""
+    return sorted(CATALOG[pair])
 
 
-def dlc_account(region: str) -> str:
-    return _DLC_ACCOUNTS.get(region, _DEFAULT_DLC_ACCOUNT)
+def training_image(pair: str, region: str) -> str:
+    return f"{CATALOG[pair][region].training_repository}:{IMAGE_PAIRS[pair].training_ec2_tag}"
 
 
-def dlc_registry(region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{dlc_account(region)}.dkr.ecr.{region}.{suffix}"
+def inference_image(pair: str, region: str) -> str:
+    return CATALOG[pair][region].inference_image
 
 
 # CUDA 13 dropped Maxwell, Pascal and Volta: its builds run on compute capability 7.5 (Turing) and newer.
@@ -93,3 +92,8 @@ def registry_account(image_uri: str) -> str:
 def repository_name(image_uri: str) -> str:
     """`repo` of `account.dkr.ecr.region.amazonaws.com/repo:tag`."""
     return image_uri.split("/", 1)[1].rsplit(":", 1)[0]
+
+
+def image_tag(image_uri: str) -> str:
+    """`repo:tag` of `account.dkr.ecr.region.amazonaws.com/repo:tag`."""
+    return image_uri.split("/", 1)[1]

@@ -1,20 +1,19 @@
-"""The SageMaker endpoint on Graviton that serves the trained model.tar.gz, with autoscaling and alarms."""
+"""The SageMaker endpoint on Graviton that serves the trained model.tar.gz, with autoscaling, alarms and a dashboard."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
-from stacks.secure_defaults import egress_only_security_group, log_group
+from stacks.monitoring import Monitoring
+from stacks.secure_defaults import egress_only_security_group, encryption_key, log_group
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
@@ -22,7 +21,6 @@ VARIANT = "AllTraffic"
 VCPUS_BY_SIZE = {"medium": 1, "large": 2, "xlarge": 4}
 THREADS_PER_WORKER = 4
 INVOCATIONS_PER_INSTANCE_TARGET = 600.0  # per minute; ~10 rps per instance, well under its capacity
-LATENCY_ALARM_MICROSECONDS = 500_000
 
 
 def vcpus(instance_type: str) -> int:
@@ -70,14 +68,7 @@ class InferenceStack(Stack):
             foundation.vpc,
             "Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
         )
-        self.volume_key = kms.Key(
-            self,
-            "EndpointVolumeKey",
-            description="Encrypts the endpoint instances' storage volumes",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
+        self.volume_key = encryption_key(self, "EndpointVolumeKey", "Encrypts the endpoint instances' storage volumes")
         self.model = self._model()
         self.external_model_access = self._allow_reading_external_model()
         self.endpoint_config = self._endpoint_config()
@@ -98,7 +89,14 @@ class InferenceStack(Stack):
             for user in (self.model, self.endpoint):
                 user.node.add_dependency(self.external_model_access)
         self._autoscaling()
-        self.alarms = self._alarms()
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            endpoint_name=self.endpoint.attr_endpoint_name,
+            variant=VARIANT,
+            vcpus=vcpus(settings.endpoint_instance_type),
+        )
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
 
     def _model(self) -> sagemaker.CfnModel:
@@ -175,36 +173,3 @@ class InferenceStack(Stack):
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
-
-    def _variant_metric(self, name: str, statistic: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace="AWS/SageMaker",
-            metric_name=name,
-            dimensions_map={"EndpointName": self.endpoint.attr_endpoint_name, "VariantName": VARIANT},
-            statistic=statistic,
-            period=Duration.minutes(5),
-        )
-
-    def _alarms(self) -> list[cloudwatch.Alarm]:
-        errors = self._variant_metric("Invocation5XXErrors", "Sum")
-        latency = self._variant_metric("ModelLatency", "p99")
-        return [
-            errors.create_alarm(
-                self,
-                "Invocation5XXAlarm",
-                alarm_description="The endpoint answered with 5XX errors",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            latency.create_alarm(
-                self,
-                "ModelLatencyAlarm",
-                alarm_description="p99 model latency above 500 ms for 15 minutes",
-                threshold=LATENCY_ALARM_MICROSECONDS,
-                evaluation_periods=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -41,3 +42,15 @@ def egress_only_security_group(
 ) -> ec2.SecurityGroup:
     """No inbound rule at all (no SSH: Session Manager reaches the instance); outbound for AWS APIs and pip."""
     return ec2.SecurityGroup(scope, construct_id, vpc=vpc, description=description, allow_all_outbound=True)
+
+
+def encryption_key(scope: Construct, construct_id: str, description: str) -> kms.Key:
+    """A rotated customer key, scheduled for deletion with its stack (a key pending deletion is not billed)."""
+    return kms.Key(
+        scope,
+        construct_id,
+        description=description,
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.DESTROY,
+        pending_window=Duration.days(7),
+    )

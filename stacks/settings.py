@@ -15,10 +15,12 @@ from typing import Any
 from stacks.images import (
     IMAGE_PAIRS,
     ImagePair,
-    dlc_registry,
+    catalog_regions,
     endpoint_architecture,
     image_architecture,
+    inference_image,
     min_compute_capability,
+    training_image,
 )
 from stacks.instance_types import GPU_INSTANCE_TYPES, OSS_DRIVER_MIN_COMPUTE_CAPABILITY, families
 from training.arguments import ArgumentsError, check_user_flags
@@ -246,6 +248,13 @@ OPTIONS: tuple[Option, ...] = (
         "Keep a failed training instance up for Session Manager debugging (until the timeout).",
     ),
     Option(
+        "alarmEmail",
+        "",
+        _optional(_matching(r"[^@\s'\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")),
+        "empty (no subscription) or an e-mail address such as ops@example.com",
+        "Subscribes this address to the alarm topic; AWS e-mails a confirmation link first.",
+    ),
+    Option(
         "logRetentionDays",
         30,
         _one_of(*LOG_RETENTION_DAYS),
@@ -276,6 +285,7 @@ class Settings:
     train_args: str
     delete_bucket_on_destroy: bool
     keep_instance_on_failure: bool
+    alarm_email: str
     log_retention_days: int
 
     @classmethod
@@ -291,11 +301,22 @@ class Settings:
         return cls.from_context(context.get)
 
     def _check_combinations(self) -> None:
+        self._check_region_has_images()
         self._check_autoscaling_range()
         if self.trains:
             self._check_gpu_generation()
             self._check_batch_split()
         self._check_endpoint_architecture()
+
+    def _check_region_has_images(self) -> None:
+        if not (self.training_image_uri and self.inference_image_uri) and self.region not in catalog_regions(
+            self.image_pair
+        ):
+            raise SettingsError(
+                f"context 'region' = {self.region!r} is invalid: allowed is a region where the DLC catalog lists "
+                f"the '{self.image_pair}' images ({', '.join(catalog_regions(self.image_pair))}), or set both "
+                "trainingImageUri and inferenceImageUri"
+            )
 
     def _check_autoscaling_range(self) -> None:
         if self.autoscaling_min_capacity > self.autoscaling_max_capacity:
@@ -353,11 +374,11 @@ class Settings:
 
     @property
     def training_image(self) -> str:
-        return self.training_image_uri or f"{dlc_registry(self.region)}/{self.images.training}"
+        return self.training_image_uri or training_image(self.image_pair, self.region)
 
     @property
     def inference_image(self) -> str:
-        return self.inference_image_uri or f"{dlc_registry(self.region)}/{self.images.inference}"
+        return self.inference_image_uri or inference_image(self.image_pair, self.region)
 
     @property
     def endpoint_name(self) -> str:
@@ -367,6 +388,11 @@ class Settings:
     @property
     def endpoint_log_group_name(self) -> str:
         return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the training run's EMF metrics (training/emf.py); one per deployment."""
+        return f"{self.prefix}/training"
 
     @property
     def run_prefix(self) -> str:

@@ -149,6 +149,7 @@ class TrainingStack(Stack):
             "TRAINING_IMAGE_URI": settings.training_image,
             "WAIT_HANDLE_URL": self.wait_handle.ref,
             "LOG_GROUP_NAME": self.log_group.log_group_name,
+            "METRICS_NAMESPACE": settings.metrics_namespace,
             "TRAIN_ARGS": settings.train_args,
             "KEEP_INSTANCE_ON_FAILURE": str(settings.keep_instance_on_failure).lower(),
             "MAX_RUNTIME_MINUTES": str(settings.wait_timeout_minutes),

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from scripts.config_table import config_table
-from stacks.images import IMAGE_PAIRS
+from stacks.images import IMAGE_PAIRS, image_tag, inference_image, training_image
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -17,9 +17,9 @@ def test_readme_configuration_table_is_generated_from_the_settings() -> None:
 
 
 def test_readme_names_every_pinned_image_tag() -> None:
-    for pair in IMAGE_PAIRS.values():
-        assert f"`{pair.training}`" in README
-        assert f"`{pair.inference}`" in README
+    for pair in IMAGE_PAIRS:
+        assert f"`{image_tag(training_image(pair, 'us-west-2'))}`" in README
+        assert f"`{image_tag(inference_image(pair, 'us-west-2'))}`" in README
 
 
 def test_readme_shows_the_two_commands() -> None:

@@ -10,12 +10,14 @@ set -euo pipefail
 REQUIRED_VARS=(AWS_REGION RUN_ID ARTIFACT_BUCKET MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI
   TRAINING_ASSET_S3_URI INFERENCE_ASSET_S3_URI DOCKER_ASSET_S3_URI TRAINING_IMAGE_URI
   WAIT_HANDLE_URL LOG_GROUP_NAME MAX_RUNTIME_MINUTES)
-OPTIONAL_VARS=(TRAIN_ARGS KEEP_INSTANCE_ON_FAILURE WORK_ROOT CHECKPOINT_SYNC_SECONDS PER_BOOT_DIR)
+OPTIONAL_VARS=(TRAIN_ARGS KEEP_INSTANCE_ON_FAILURE WORK_ROOT CHECKPOINT_SYNC_SECONDS PER_BOOT_DIR
+  METRICS_NAMESPACE)
 TRAIN_ARGS=${TRAIN_ARGS:-}
 KEEP_INSTANCE_ON_FAILURE=${KEEP_INSTANCE_ON_FAILURE:-false}
 WORK_ROOT=${WORK_ROOT:-/opt/pt2}
 CHECKPOINT_SYNC_SECONDS=${CHECKPOINT_SYNC_SECONDS:-300}
 PER_BOOT_DIR=${PER_BOOT_DIR:-/var/lib/cloud/scripts/per-boot}
+METRICS_NAMESPACE=${METRICS_NAMESPACE:-} # empty: no step metrics
 export HOME=${HOME:-/root} # unset under cloud-init; docker login and the AWS CLI want one
 
 PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
@@ -34,9 +36,21 @@ log() { printf '%s bootstrap: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" | tee 
 run_step() {
   CURRENT_STEP=$1
   shift
+  local started=$SECONDS
   log "step $CURRENT_STEP: started"
   "$@" 2>&1 | tee -a "$LOG_FILE"
   log "step $CURRENT_STEP: done"
+  step_metric "$CURRENT_STEP" $((SECONDS - started))
+}
+
+# An EMF line (training/emf.py): CloudWatch makes it a StepSeconds metric once the log ships.
+step_metric() {
+  [[ -n $METRICS_NAMESPACE ]] || return 0
+  local head
+  printf -v head '{"_aws":{"Timestamp":%s000,"CloudWatchMetrics":[{"Namespace":"%s","Dimensions":[["RunId","Step"]],' \
+    "$(date +%s)" "$METRICS_NAMESPACE"
+  printf '%s"Metrics":[{"Name":"StepSeconds","Unit":"Seconds"}]}]},"RunId":"%s","Step":"%s","StepSeconds":%s}\n' \
+    "$head" "$RUN_ID" "$1" "$2" >>"$LOG_FILE"
 }
 
 check_config() {
@@ -154,7 +168,8 @@ train() {
   container --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 -v "$CACHE_DIR:/cache" \
     -e HF_HOME=/cache/hf -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor -e TRITON_CACHE_DIR=/cache/triton \
     --log-driver awslogs --log-opt "awslogs-region=$AWS_REGION" \
-    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" "$IMAGE" \
+    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" \
+    -e RUN_ID -e METRICS_NAMESPACE "$IMAGE" \
     "$(exec_line torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}")"
 }
 
@@ -277,6 +292,7 @@ main() {
   log "run ${RUN_ID:-?}: bootstrap started"
   run_step check-config check_config
   export AWS_DEFAULT_REGION=$AWS_REGION
+  step_metric boot "$(cut -d' ' -f1 /proc/uptime)"
   run_step schedule-watchdog schedule_watchdog
   run_step install-per-boot install_per_boot
   CURRENT_STEP=check-model

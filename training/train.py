@@ -44,6 +44,7 @@ from training.arguments import RECIPE_MAX_LENGTH, parse_args
 from training.batching import BatchPlanError, plan_batches, process_count
 from training.checkpoints import resumable_checkpoint
 from training.data import HELD_OUT, LABELS, DataError, load_splits, tokenize, uses_files
+from training.metrics_callback import metrics_callbacks
 from training.revisions import RECORD_NAME, RepoType, RevisionError, RevisionPins, default_revision, is_local
 
 log = logging.getLogger("training")
@@ -172,6 +173,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob:
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         compute_metrics=compute_metrics,
+        callbacks=metrics_callbacks(),
     )
     inputs = {
         "model": args.model_name,

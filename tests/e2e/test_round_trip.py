@@ -271,8 +271,10 @@ def test_a_successful_run_uploads_the_archive_the_endpoint_reads(
 
 
 def test_the_instance_trained_on_every_gpu_and_powered_off(trained: Played) -> None:
-    (training,) = [call for call in trained.boot.calls_to("docker", "run") if "training.train" in call]
-    assert "--nproc_per_node=2" in training
+    (training,) = [
+        " ".join(call) for call in trained.boot.calls_to("docker", "run") if "training.train" in " ".join(call)
+    ]
+    assert "torchrun --nproc_per_node=2 -m training.train" in training
     assert trained.boot.calls[0][:3] == ["shutdown", "-h", "+120"]  # the watchdog
     assert trained.boot.powered_off
 

@@ -29,6 +29,7 @@ CUSTOM_CONTEXT = {
     "imagePair": "recipe",
     "deleteBucketOnDestroy": "true",
     "keepInstanceOnFailure": "true",
+    "alarmEmail": "ml-oncall@example.com",
 }
 EXISTING_MODEL = "s3://someone-elses-models/roberta/model.tar.gz"
 
