@@ -74,8 +74,11 @@ def min_compute_capability(image_uri: str) -> float | None:
     return _CUDA_FLOORS.get(int(match.group(1))) if match else None
 
 
-def image_architecture(image_uri: str) -> str:
+def image_architecture(image_uri: str) -> str | None:
+    """The CPU architecture of a DLC inference image, from its repository; None for an image of the user's own."""
     repository = repository_name(image_uri)
+    if not repository.startswith("pytorch-inference"):
+        return None
     return "arm64" if "arm64" in repository or "graviton" in repository else "x86_64"
 
 

@@ -356,7 +356,7 @@ class Settings:
 
     def _check_endpoint_architecture(self) -> None:
         image, endpoint = image_architecture(self.inference_image), endpoint_architecture(self.endpoint_instance_type)
-        if image != endpoint:
+        if image is not None and image != endpoint:
             raise SettingsError(
                 f"context 'endpointInstanceType' = {self.endpoint_instance_type!r} is invalid: it is {endpoint} "
                 f"and the inference image {self.inference_image} is {image}; allowed is an {image} type"

@@ -160,8 +160,13 @@ def test_the_endpoint_type_must_run_the_inference_images_architecture() -> None:
         SettingsError, match=re.escape("'ml.c5.xlarge' is invalid: it is x86_64 and the inference image")
     ):
         Settings.from_mapping({"endpointInstanceType": "ml.c5.xlarge"})
-    own_x86_image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/my-inference:1"
-    Settings.from_mapping({"endpointInstanceType": "ml.c5.xlarge", "inferenceImageUri": own_x86_image})
+    x86_dlc = "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-inference:2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+    Settings.from_mapping({"endpointInstanceType": "ml.c5.xlarge", "inferenceImageUri": x86_dlc})
+    with pytest.raises(SettingsError, match=re.escape("'ml.c7g.4xlarge' is invalid: it is arm64")):
+        Settings.from_mapping({"inferenceImageUri": x86_dlc})
+    own_image = "123456789012.dkr.ecr.us-west-2.amazonaws.com/my-inference:1"  # its architecture is the user's
+    for instance_type in ("ml.c5.xlarge", "ml.c7g.4xlarge"):
+        Settings.from_mapping({"endpointInstanceType": instance_type, "inferenceImageUri": own_image})
     assert (
         Settings.from_mapping({"endpointInstanceType": "ml.m7gd.2xlarge"}).endpoint_instance_type == "ml.m7gd.2xlarge"
     )
