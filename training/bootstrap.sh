@@ -153,9 +153,10 @@ train() {
     "$IMAGE" torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}"
 }
 
+# The image holds the endpoint's wheels (docker/Dockerfile); they go into the archive.
 package_model() {
   container "$IMAGE" python -m training.package --model-dir /workspace/output/model \
-    --code-dir inference --output /workspace/output/model.tar.gz
+    --code-dir inference --output /workspace/output/model.tar.gz --wheels /opt/sentiment/wheels
 }
 
 # Metrics first: the model's presence is what marks the run as done for a later boot.
