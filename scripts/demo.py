@@ -3,9 +3,10 @@
     python -m scripts.demo                        # tiny RoBERTa made here, trained on generated tweets
     python -m scripts.demo --model roberta-base   # a few fine-tuning steps of a hub checkpoint instead
 
-Generate data -> train on CPU (`python -m training.train`) -> package model.tar.gz exactly as the
-endpoint gets it -> serve it with the real SageMaker PyTorch serving stack on 127.0.0.1 -> send the
-recipe's sentence through the predict client's local path -> print the reply -> stop the server.
+Generate data -> train on CPU (`python -m training.train`) -> package model.tar.gz as the endpoint
+gets it, less the endpoint's aarch64 wheels (this venv has those packages; `make package` adds them)
+-> serve it with the real SageMaker PyTorch serving stack on 127.0.0.1 -> send the recipe's sentence
+through the predict client's local path -> print the reply -> stop the server.
 Everything lands in --workdir (default build/demo), rebuilt on every run.
 """
 
