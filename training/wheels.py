@@ -154,7 +154,8 @@ def _pip_failure(result: subprocess.CompletedProcess[str], what: str) -> WheelEr
     if missing:
         return WheelError(f"{what}: no wheel for {missing.group(1).rstrip(';')}")
     errors = [line.removeprefix("ERROR: ").strip() for line in output.splitlines() if line.startswith("ERROR:")]
-    return WheelError(f"{what}: {errors[-1] if errors else output.strip().splitlines()[-1:]}")
+    last = errors or output.strip().splitlines() or [f"pip exited with {result.returncode}"]
+    return WheelError(f"{what}: {last[-1]}")
 
 
 def resolve(requirements: Path, platform: Platform) -> dict[str, Pin]:
