@@ -183,6 +183,16 @@ def test_a_self_test_prediction_that_fails_fails_the_load(model_dir, monkeypatch
         handler.model_fn(str(model_dir))
 
 
+def test_a_model_that_answers_nan_fails_its_self_test(model_dir, tmp_path, keep_threads):
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.classifier.out_proj.bias.fill_(float("nan"))
+    broken = copy_without(model_dir, tmp_path, {"model.safetensors"})
+    model.save_pretrained(broken)
+    with pytest.raises(handler.ModelLoadError, match="scored nan: the weights are broken"):
+        handler.model_fn(str(broken))
+
+
 def copy_without(model_dir, tmp_path, names):
     copy = tmp_path / "model"
     copy.mkdir()
