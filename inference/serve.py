@@ -246,7 +246,7 @@ class LocalEndpoint:
             except OSError:
                 health = 0  # not listening yet
             if health == 500:
-                raise RuntimeError(f"the model failed to load: /ping answers 500{self._log_tail()}")
+                raise self._load_failed()
             if health == 200 and self._first_invocation_succeeded():
                 self.cold_start_seconds = time.monotonic() - self.launched_at
                 return
@@ -260,9 +260,14 @@ class LocalEndpoint:
             status, body = post_invocation(self.url, READY_TEXT.encode(), timeout=5)
         except OSError:
             return False
-        if status >= 400 and status != 503:
-            raise RuntimeError(f"the first invocation failed: {status} {body[:500]!r}")
-        return status == 200
+        if status in (200, 503):
+            return status == 200
+        if ping(self.url, timeout=2) == 500:  # the worker died loading while the request waited
+            raise self._load_failed()
+        raise RuntimeError(f"the first invocation failed: {status} {body[:500]!r}{self._log_tail()}")
+
+    def _load_failed(self) -> RuntimeError:
+        return RuntimeError(f"the model failed to load: /ping answers 500{self._log_tail()}")
 
     def _log_tail(self, lines: int = 30) -> str:
         if self._log is not None or self._workdir is None:
