@@ -153,10 +153,10 @@ train() {
     "$IMAGE" torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}"
 }
 
-# The image holds the endpoint's wheels (docker/Dockerfile); they go into the archive.
+# Downloads the endpoint's locked wheels here, where there is network, into the archive.
 package_model() {
   container "$IMAGE" python -m training.package --model-dir /workspace/output/model \
-    --code-dir inference --output /workspace/output/model.tar.gz --wheels /opt/sentiment/wheels
+    --code-dir inference --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download
 }
 
 # Metrics first: the model's presence is what marks the run as done for a later boot.

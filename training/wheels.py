@@ -11,7 +11,7 @@ The inference image lacks transformers and its dependencies, and the serving too
   written by `lock` (which pip resolves for both platforms below) and never edited by hand. Its header
   holds a digest of those pins, so a test notices a pin changed without a new lock.
 - `code/wheels/`: the locked wheels for the image's platform, downloaded where there is network
-  (the training image's build, `make package`), checked against the lock's hashes.
+  (the training instance's package step, `make package`), checked against the lock's hashes.
 - `code/requirements.txt`: `--no-index`, `--find-links wheels`, then the pins. pip resolves a relative
   `--find-links` against the requirements file's own directory, so the same file works on the
   endpoint (/opt/ml/model/code) and on the local server. On an image that already has a package at

@@ -127,7 +127,7 @@ def test_packaging_runs_training_package_from_the_project_dir(succeeded: tuple[S
         "pt2-training",
         *shlex.split(
             "python -m training.package --model-dir /workspace/output/model --code-dir inference"
-            " --output /workspace/output/model.tar.gz --wheels /opt/sentiment/wheels"
+            " --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download"
         ),
     ]
 
