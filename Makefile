@@ -11,7 +11,7 @@ PORT ?= 8080
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install synth demo test e2e-local lint typecheck deploy destroy serve bench-train bench-serve clean
+.PHONY: help install synth demo test e2e-local lint typecheck deploy destroy serve package lock bench-train bench-serve clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,14 @@ destroy: $(VENV)/.installed node_modules/.installed ## Remove every stack (the a
 
 serve: $(VENV)/.installed ## Serve MODEL=model.tar.gz (default: the demo's) on 127.0.0.1:$(PORT) with the real SageMaker toolkit
 	$(PY) -m inference.serve --model $(or $(MODEL),build/demo/model.tar.gz) --port $(PORT)
+
+package: $(VENV)/.installed ## Build the deployable archive of MODEL=<model dir> (wheels included) into build/model.tar.gz
+	@test -n "$(MODEL)" || { echo "error: give the model directory: make package MODEL=<dir>" >&2; exit 2; }
+	@$(PY) -m training.package --model-dir $(MODEL) --output $(or $(OUTPUT),build/model.tar.gz) \
+		--wheels build/wheels/endpoint --download
+
+lock: $(VENV)/.installed ## Re-resolve inference/requirements.txt into inference/requirements.lock (after changing a pin)
+	$(PY) -m training.wheels lock
 
 bench-train: $(VENV)/.installed ## Training throughput: the recipe against the project's default (JSON + PNG chart)
 	$(PY) -m benchmarks.train

@@ -11,21 +11,30 @@ Requests: `application/x-text` or `text/plain` (one UTF-8 text), or `application
 Bad requests raise the toolkit's `GenericInferenceToolkitError`, whose status code the toolkit
 hands to TorchServe; any other exception would reach the client as a bare 500.
 
+Health: `model_fn` ends with one internal prediction and raises `ModelLoadError`, naming the problem
+(no weights, no tokenizer, a failed prediction), when the model cannot serve. The message lands in
+the server log (the endpoint's log group). The archive's TorchServe config does not retry such a
+worker (maxRetryTimeoutInSec 0, training/package.py), so /ping answers 500 from then on.
+
 Environment (set on the SageMaker Model):
 - `INFERENCE_MODE`: `fp32` (default), `int8` (dynamic per-channel quantization of Linear layers) or
   `bf16` (autocast; falls back to fp32 on CPUs without native bf16). fp32 and int8 run as frozen
   TorchScript, which removes most of the per-op overhead at tweet length.
 - `MAX_BATCH_SIZE`: most texts in one JSON request (default 32); more is refused with 413.
-- `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between
-  the `SAGEMAKER_MODEL_SERVER_WORKERS` workers (TorchServe starts one per core when unset).
+- `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between the
+  workers TorchServe runs: `SAGEMAKER_TS_MIN_WORKERS` when the serving toolkit's `SAGEMAKER_TS_*`
+  settings are present (they become the model's own worker count and outrank the rest), else
+  `SAGEMAKER_MODEL_SERVER_WORKERS`, else one per core (`_torchserve_workers`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -42,6 +51,11 @@ JSON_CONTENT_TYPE = "application/json"
 ACCEPTABLE = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
 MODES = ("fp32", "int8", "bf16")
 DEFAULT_MAX_BATCH_SIZE = 32
+SELF_TEST_TEXT = "Covid cases are increasing fast!"
+
+
+class ModelLoadError(RuntimeError):
+    """The archive's model cannot serve; the message says why, for the server log."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,8 @@ def model_fn(model_dir: str) -> Classifier:
     if mode not in MODES:
         raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(MODES)}")
     threads = _configure_threads()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, return_dict=False).eval()
+    tokenizer = _loaded("tokenizer", AutoTokenizer.from_pretrained, model_dir)
+    model = _loaded("model", AutoModelForSequenceClassification.from_pretrained, model_dir, return_dict=False).eval()
     config = model.config
     if mode == "bf16" and not _cpu_has_bf16():
         logger.warning("INFERENCE_MODE=bf16 but this CPU has no native bf16; serving fp32")
@@ -88,6 +102,7 @@ def model_fn(model_dir: str) -> Classifier:
         max_length=_max_length(tokenizer, config),
         mode=mode,
     )
+    _self_test(classifier)
     logger.info(
         "loaded %s: mode=%s threads=%d max_length=%d labels=%s",
         model_dir,
@@ -97,6 +112,32 @@ def model_fn(model_dir: str) -> Classifier:
         list(classifier.labels.values()),
     )
     return classifier
+
+
+def _loaded(what: str, load: Callable[..., Any], model_dir: str, **kwargs: Any) -> Any:
+    try:
+        return load(model_dir, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot load the {what} from {model_dir}: {error}") from error
+
+
+def _self_test(classifier: Classifier) -> None:
+    """One prediction before the worker reports ready. A directory without tokenizer files still
+    yields a tokenizer in transformers 5, one that maps every word to <unk>: refuse that too."""
+    tokenizer = classifier.tokenizer
+    ids = tokenizer(SELF_TEST_TEXT, add_special_tokens=False)["input_ids"]
+    if set(ids) <= {tokenizer.unk_token_id}:
+        raise ModelLoadError(
+            f"the tokenizer maps {SELF_TEST_TEXT!r} to unknown tokens only: the model directory lacks its "
+            "tokenizer files (tokenizer.json or vocab.json/merges.txt)"
+        )
+    try:
+        result = predict_fn(Texts([SELF_TEST_TEXT], batch=False), classifier)
+    except Exception as error:
+        raise ModelLoadError(f"the self-test prediction failed: {error!r}") from error
+    assert isinstance(result, dict)  # one text in, one answer out
+    if not math.isfinite(result["score"]):
+        raise ModelLoadError(f"the self-test prediction scored {result['score']}: the weights are broken")
 
 
 def input_fn(body: bytes | bytearray | str | None, content_type: str | None) -> Texts:
@@ -213,10 +254,19 @@ def _configure_threads() -> int:
         threads = int(os.environ["OMP_NUM_THREADS"])
     else:
         cores = len(os.sched_getaffinity(0))
-        workers = int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
-        threads = max(1, cores // workers)
+        threads = max(1, cores // _torchserve_workers(cores))
     torch.set_num_threads(threads)
     return threads
+
+
+def _torchserve_workers(cores: int) -> int:
+    """The worker count TorchServe starts, decided as the serving toolkit decides it
+    (sagemaker_pytorch_serving_container.torchserve): any SAGEMAKER_TS_* setting makes it write the
+    model's own minWorkers (default 1), which outranks default_workers_per_model, i.e.
+    SAGEMAKER_MODEL_SERVER_WORKERS; without either, TorchServe starts one worker per core."""
+    if any(name.startswith("SAGEMAKER_TS_") for name in os.environ):
+        return int(os.environ.get("SAGEMAKER_TS_MIN_WORKERS") or 1)
+    return int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
 
 
 def _max_length(tokenizer: Any, config: Any) -> int:

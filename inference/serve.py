@@ -11,12 +11,23 @@ it off the network and out of the system:
 - The config goes to the server's own directory instead of `/etc/sagemaker-ts.properties`, and
   `TMPDIR`/`TEMP` point there too, so TorchServe's pid file and model copy stay out of /tmp.
 - `SAGEMAKER_BASE_DIR` stands in for `/opt/ml`, so the archive unpacks to `<tmp>/ml/model`.
+- pip sees only what the archive offers: this machine's pip configuration (config files and the
+  `PIP_*` variables naming indexes or find-links) is not passed on; the image has none.
+
+Two options make it closer still to an endpoint: `clean_packages` installs `code/requirements.txt`
+into an empty directory of the server's own that comes first on the workers' path (pip's `--target`,
+through `PIP_TARGET`), as on an image that lacks the packages, so the archive's wheels are what the
+handler imports; `overwrite_workers` starts the toolkit the way one version of the DLC entrypoint
+does, after setting `SAGEMAKER_MODEL_SERVER_WORKERS` to the CPU count (aws/deep-learning-containers
+22714d405e, pytorch/inference/docker/build_artifacts/torchserve-entrypoint.py).
 
 The toolkit refuses to start while another TorchServe runs on the machine ("multiple ts model
 servers are not supported"), so `LocalEndpoint` holds a machine-wide lock while it runs: a second
 one waits for the first to stop (up to `lock_timeout`) instead of failing halfway.
-A model that fails to load is retried by TorchServe forever (as on the endpoint); here startup
-gives up after `startup_timeout` and shows the end of the server log.
+Startup waits for `/ping` and then for a real invocation to succeed (TorchServe answers `/ping` with
+200 while a worker is still loading). It fails at once, with the end of the server log, when the
+server exits (a failed pip install) or `/ping` answers 500 (a model that failed to load, which the
+archive's TorchServe config does not retry), and after `startup_timeout` otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +64,12 @@ _BOOTSTRAP = (
     "torchserve.TS_CONFIG_FILE = sys.argv[1]\n"
     "serving.main()\n"
 )
+# What the entrypoint version of aws/deep-learning-containers 22714d405e runs before the toolkit.
+_OVERWRITE_WORKERS = (
+    'import multiprocessing, os\nos.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(multiprocessing.cpu_count())\n'
+)
+# Where pip could find packages other than the archive's wheels.
+_PIP_SOURCES = ("PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")
 
 
 def post_invocation(
@@ -77,7 +94,7 @@ def post_invocation(
 
 
 def ping(url: str, timeout: float = 5) -> int:
-    """Status of `GET /ping`; it answers 200 before the model has loaded, so it proves little."""
+    """Status of `GET /ping`: 200 also while the model still loads, 500 once it failed to load."""
     try:
         with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
             return int(response.status)
@@ -101,6 +118,8 @@ class LocalEndpoint:
         log: IO[str] | None = None,
         startup_timeout: float = 120,
         lock_timeout: float = 600,
+        clean_packages: bool = False,
+        overwrite_workers: bool = False,
     ) -> None:
         self.model_tar = Path(model_tar)
         self.port = port
@@ -109,6 +128,10 @@ class LocalEndpoint:
         self.extra_env = env or {}
         self.startup_timeout = startup_timeout
         self.lock_timeout = lock_timeout
+        self.clean_packages = clean_packages
+        self.overwrite_workers = overwrite_workers
+        self.cold_start_seconds: float | None = None  # from launch to the first successful invocation
+        self.launched_at = 0.0  # time.monotonic() at launch
         self._log = log
         self._lock: IO[str] | None = None
         self._workdir: Path | None = None
@@ -130,19 +153,21 @@ class LocalEndpoint:
         return self._workdir / "server.log"
 
     def start(self) -> None:
-        """Unpacks the archive, starts the toolkit and waits for a real invocation to succeed."""
-        if not port_is_free(self.port):
-            # Another server there would answer the readiness check in this one's place.
-            raise RuntimeError(f"127.0.0.1:{self.port} is in use; stop that server or pick another port")
-        self._lock = _acquire_machine_lock(self.lock_timeout)
+        """Launches the server and waits for a real invocation to succeed; stops it if that fails."""
         try:
-            self._launch()
-            self._wait_until_ready()
+            self.launch()
+            self.wait_until_ready()
         except BaseException:
             self.stop()
             raise
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Unpacks the archive and starts the toolkit, once no other local endpoint runs; `stop()` ends it."""
+        if not port_is_free(self.port):
+            # Another server there would answer the readiness check in this one's place.
+            raise RuntimeError(f"127.0.0.1:{self.port} is in use; stop that server or pick another port")
+        self._lock = _acquire_machine_lock(self.lock_timeout)
+        self.launched_at = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="pt2-serve-"))
         model_dir = self._workdir / "ml" / "model"
         model_dir.mkdir(parents=True)
@@ -150,8 +175,9 @@ class LocalEndpoint:
             archive.extractall(model_dir, filter="data")
         with contextlib.ExitStack() as stack:
             output = self._log or stack.enter_context(self.log_path.open("w"))
+            bootstrap = (_OVERWRITE_WORKERS if self.overwrite_workers else "") + _BOOTSTRAP
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, str(self._workdir / "ts.properties")],
+                [sys.executable, "-c", bootstrap, str(self._workdir / "ts.properties")],
                 cwd=self._workdir,
                 env=self._environment(model_dir),
                 stdout=output,
@@ -184,7 +210,8 @@ class LocalEndpoint:
 
     def _environment(self, model_dir: Path) -> dict[str, str]:
         assert self._workdir is not None
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        hidden = {"PYTHONPATH", *_PIP_SOURCES}
+        env = {key: value for key, value in os.environ.items() if key not in hidden}
         loopback = f"http://127.0.0.1:{self.port}"
         env.update(
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -199,28 +226,48 @@ class LocalEndpoint:
             TMPDIR=str(self._workdir),  # TorchServe's pid file
             TEMP=str(self._workdir),  # its Java tmpdir, where it copies the model
             PIP_DISABLE_PIP_VERSION_CHECK="1",
+            PIP_CONFIG_FILE=os.devnull,
         )
+        if self.clean_packages:
+            packages = str(self._workdir / "packages")
+            env.update(PIP_TARGET=packages, PYTHONPATH=packages)
         env.update(self.extra_env)
         return env
 
-    def _wait_until_ready(self) -> None:
-        assert self.process is not None
+    def wait_until_ready(self) -> None:
+        """Until an invocation succeeds; raises as soon as the start has failed (see the module docstring)."""
+        assert self.process is not None, "not launched"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited with {self.process.returncode}{self._log_tail()}")
             try:
-                # The first request waits in TorchServe's queue until the model has loaded; a short
-                # timeout keeps checking that the server is still alive meanwhile.
-                status, body = post_invocation(self.url, READY_TEXT.encode(), timeout=10)
+                health = ping(self.url, timeout=2)
             except OSError:
-                status, body = 0, b""
-            if status == 200:
+                health = 0  # not listening yet
+            if health == 500:
+                raise self._load_failed()
+            if health == 200 and self._first_invocation_succeeded():
+                self.cold_start_seconds = time.monotonic() - self.launched_at
                 return
-            if status >= 400 and status != 503:
-                raise RuntimeError(f"the first invocation failed: {status} {body[:500]!r}")
             time.sleep(0.5)
         raise TimeoutError(f"no successful invocation after {self.startup_timeout:.0f} s{self._log_tail()}")
+
+    def _first_invocation_succeeded(self) -> bool:
+        """The request waits in TorchServe's queue until a worker has loaded the model; the short
+        timeout goes back to watching /ping and the process meanwhile."""
+        try:
+            status, body = post_invocation(self.url, READY_TEXT.encode(), timeout=5)
+        except OSError:
+            return False
+        if status in (200, 503):
+            return status == 200
+        if ping(self.url, timeout=2) == 500:  # the worker died loading while the request waited
+            raise self._load_failed()
+        raise RuntimeError(f"the first invocation failed: {status} {body[:500]!r}{self._log_tail()}")
+
+    def _load_failed(self) -> RuntimeError:
+        return RuntimeError(f"the model failed to load: /ping answers 500{self._log_tail()}")
 
     def _log_tail(self, lines: int = 30) -> str:
         if self._log is not None or self._workdir is None:

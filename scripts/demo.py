@@ -4,11 +4,12 @@
     python -m scripts.demo --model roberta-base   # a few fine-tuning steps of a hub checkpoint instead
 
 Synthesize the stacks -> generate data -> train on CPU (`python -m training.train`) -> package
-model.tar.gz exactly as the endpoint gets it -> serve it with the real SageMaker PyTorch serving
-stack on 127.0.0.1 -> send the recipe's sentence through the predict client's local path -> stop the
-server -> print a summary. The terminal shows one line per step with its time; each step's output
-(progress bars, warnings, the server's log) goes to <workdir>/logs/<step>.log. On a failure it names
-the step and its log and exits 1. Everything lands in --workdir (default build/demo), rebuilt every run.
+model.tar.gz as the endpoint gets it, less the endpoint's aarch64 wheels (this venv has those packages;
+`make package` adds them) -> serve it with the real SageMaker PyTorch serving stack on 127.0.0.1 ->
+send the recipe's sentence through the predict client's local path -> stop the server -> print a
+summary. The terminal shows one line per step with its time; each step's output (progress bars,
+warnings, the server's log) goes to <workdir>/logs/<step>.log. On a failure it names the step and its
+log and exits 1. Everything lands in --workdir (default build/demo), rebuilt every run.
 """
 
 from __future__ import annotations

@@ -129,23 +129,6 @@ class FoundationStack(Stack):
                 conditions={"StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints"]}},
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EndpointNetworkInterfacesInVpc",
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeVpcs",
-                ],
-                resources=["*"],
-            )
-        )
         return role
 
     def _allow_image_pull(self, role: iam.Role, image_uri: str) -> None:

@@ -6,20 +6,23 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
 from stacks.monitoring import Monitoring
-from stacks.secure_defaults import egress_only_security_group, encryption_key, log_group
+from stacks.secure_defaults import encryption_key, log_group
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
 # vCPUs per size suffix of the ml.* instance types the endpoint may use.
 VCPUS_BY_SIZE = {"medium": 1, "large": 2, "xlarge": 4}
 THREADS_PER_WORKER = 4
+# A container that has not answered /ping with 200 by then fails the deployment (and CloudFormation
+# rolls back). A cold start here is under a minute: the wheels install offline, the model loads once
+# per worker, and a model that cannot load is not retried (training/package.py).
+STARTUP_HEALTH_CHECK_SECONDS = 600
 INVOCATIONS_PER_INSTANCE_TARGET = 600.0  # per minute; ~10 rps per instance, well under its capacity
 
 
@@ -36,14 +39,22 @@ def graviton_environment(instance_type: str) -> dict[str, str]:
     TorchServe starts one worker per vCPU unless told otherwise; each worker then runs its own
     OMP_NUM_THREADS threads. The vCPUs are split into workers of THREADS_PER_WORKER threads instead,
     so the instance is neither oversubscribed nor left with one worker for every request.
+
+    The worker count reaches TorchServe through the toolkit's SAGEMAKER_TS_MIN/MAX_WORKERS: they become
+    the model's own minWorkers/maxWorkers, which outrank default_workers_per_model. That one comes from
+    SAGEMAKER_MODEL_SERVER_WORKERS, which a version of the DLC entrypoint overwrites with the CPU count
+    (aws/deep-learning-containers 22714d405e); it is set too, for toolkits without the TS variables.
     """
     threads = min(THREADS_PER_WORKER, vcpus(instance_type))
+    workers = str(vcpus(instance_type) // threads)
     return {
         "DNNL_DEFAULT_FPMATH_MODE": "BF16",
         "LRU_CACHE_CAPACITY": "1024",
         "THP_MEM_ALLOC_ENABLE": "1",
         "OMP_NUM_THREADS": str(threads),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(vcpus(instance_type) // threads),
+        "SAGEMAKER_TS_MIN_WORKERS": workers,
+        "SAGEMAKER_TS_MAX_WORKERS": workers,
+        "SAGEMAKER_MODEL_SERVER_WORKERS": workers,
     }
 
 
@@ -62,12 +73,6 @@ class InferenceStack(Stack):
         self.settings = settings
         self.foundation = foundation
         self.model_data_url = model_data_url
-        self.security_group = egress_only_security_group(
-            self,
-            "EndpointSecurityGroup",
-            foundation.vpc,
-            "Endpoint containers: no inbound rules, outbound to S3/ECR and PyPI for code/requirements.txt",
-        )
         self.volume_key = encryption_key(self, "EndpointVolumeKey", "Encrypts the endpoint instances' storage volumes")
         self.model = self._model()
         self.external_model_access = self._allow_reading_external_model()
@@ -100,7 +105,11 @@ class InferenceStack(Stack):
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
 
     def _model(self) -> sagemaker.CfnModel:
-        private_subnets = self.foundation.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        """Network isolation: the container can open no connection at all. It needs none: the archive
+        carries its wheels (training/wheels.py), and SageMaker fetches the image and the archive and
+        ships the logs outside the container. No VpcConfig either: it would only place the container's
+        network interfaces, which isolation leaves nothing to carry (invocations reach the endpoint
+        through the SageMaker API either way)."""
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -117,10 +126,7 @@ class InferenceStack(Stack):
                     **graviton_environment(self.settings.endpoint_instance_type),
                 },
             ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
-                security_group_ids=[self.security_group.security_group_id],
-                subnets=private_subnets.subnet_ids,
-            ),
+            enable_network_isolation=True,
         )
         # The role's policy must be in place before SageMaker validates the model against it.
         model.node.add_dependency(self.foundation.endpoint_role)
@@ -152,6 +158,7 @@ class InferenceStack(Stack):
                     instance_type=self.settings.endpoint_instance_type,
                     initial_instance_count=self.settings.endpoint_instance_count,
                     initial_variant_weight=1.0,
+                    container_startup_health_check_timeout_in_seconds=STARTUP_HEALTH_CHECK_SECONDS,
                 )
             ],
         )

@@ -75,8 +75,7 @@ def _foundation(stack: FoundationStack) -> None:
     acknowledge(
         endpoint_role,
         "IAM5[Resource::*]",
-        "ecr:GetAuthorizationToken and the ec2 network-interface actions SageMaker needs to place the endpoint "
-        "in the VPC have no resource-level permissions; cloudwatch:PutMetricData is held to the "
+        "ecr:GetAuthorizationToken has no resource-level permissions; cloudwatch:PutMetricData is held to the "
         "/aws/sagemaker/Endpoints namespace by a condition.",
     )
     acknowledge(
@@ -91,18 +90,6 @@ def _foundation(stack: FoundationStack) -> None:
         f"{stack.settings.endpoint_log_group_name}:*]",
         "The endpoint writes log streams that SageMaker names per instance; access is held to the streams "
         "of this app's own endpoint log group.",
-    )
-    skip_checkov(
-        endpoint_role.node.find_child("DefaultPolicy"),
-        "CKV_AWS_111",
-        "The only unconstrained write actions are the ec2 network-interface calls SageMaker makes to attach the "
-        "endpoint to the VPC; they have no resource-level permissions.",
-    )
-    skip_checkov(
-        endpoint_role.node.find_child("DefaultPolicy"),
-        "CKV_AWS_109",
-        "ec2:CreateNetworkInterfacePermission is how SageMaker attaches the endpoint's network interfaces to "
-        "the VPC; it has no resource-level permissions.",
     )
     skip_checkov(
         stack.access_logs_bucket,
@@ -152,9 +139,3 @@ def _training(stack: TrainingStack) -> None:
 
 def _inference(stack: InferenceStack) -> None:
     skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
-    skip_checkov(
-        stack.model,
-        "CKV_AWS_370",
-        "Network isolation would stop the serving toolkit from pip-installing code/requirements.txt "
-        "(transformers) at start; the endpoint runs in private subnets with no inbound rules instead.",
-    )

@@ -173,9 +173,10 @@ train() {
     "$(exec_line torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}")"
 }
 
+# Downloads the endpoint's locked wheels here, where there is network, into the archive.
 package_model() {
   container "$IMAGE" "$(exec_line python -m training.package --model-dir /workspace/output/model \
-    --code-dir inference --output /workspace/output/model.tar.gz)"
+    --code-dir inference --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download)"
 }
 
 # Metrics first: the model's presence is what marks the run as done for a later boot.

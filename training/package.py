@@ -1,13 +1,18 @@
 """Builds model.tar.gz in the layout a SageMaker PyTorch endpoint loads.
 
-    python -m training.package --model-dir out/model --code-dir inference --output model.tar.gz
+    python -m training.package --model-dir out/model --code-dir inference --output model.tar.gz \
+        --wheels DIR                # the locked wheels for the endpoint (training/wheels.py)
 
-Model and tokenizer files sit at the archive root, the handler in code/ (code/inference.py and the
-code/requirements.txt the serving container pip-installs at start). Only files the endpoint reads go
-in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint never opens and pickle
+Model and tokenizer files sit at the archive root, the handler in code/: code/inference.py, the
+code/requirements.txt the serving container pip-installs at start (offline: `--no-index`, from the
+wheels in code/wheels/), and TorchServe's per-model settings (MAR-INF/MANIFEST.json naming
+model-config.yaml). Without --wheels the archive has no code/wheels/: it then serves only where the
+pins are already installed, such as this project's venv (`make demo`). Only model files the endpoint
+reads go in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint never opens and pickle
 scanners flag, stays out, as would optimizer state or anything else left in the model directory.
+
 The archive is deterministic: sorted entries, zero mtimes and owners, no gzip timestamp, so the same
-model gives the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
+inputs give the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
+
+from training import wheels as wheel_set
 
 CODE_FILES = ("inference.py", "requirements.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -43,6 +51,20 @@ WEIGHT_SHARD = re.compile(r"(model|pytorch_model)-\d{5}-of-\d{5}\.(safetensors|b
 
 def is_serving_file(name: str) -> bool:
     return name in SERVING_FILES or WEIGHT_SHARD.fullmatch(name) is not None
+
+
+# TorchServe reads MAR-INF/MANIFEST.json in the model directory and, through it, a model config. Name
+# and version are the ones the serving toolkit registers (its SAGEMAKER_TS_* settings key on them);
+# no handler, so the toolkit's stays. maxRetryTimeoutInSec 0: a worker whose model fails to load is
+# not retried and /ping answers 500 from then on, where TorchServe's default retries for 5 minutes
+# and keeps answering 200 meanwhile.
+TORCHSERVE_CONFIG = "MAR-INF/model-config.yaml"
+TORCHSERVE_MANIFEST = {
+    "runtime": "python",
+    "model": {"modelName": "model", "modelVersion": "1.0", "configFile": TORCHSERVE_CONFIG},
+}
+
+Source = Path | bytes | None  # a file, generated content, or None for a directory
 
 
 class PackageError(ValueError):
@@ -77,21 +99,39 @@ def check_code_dir(code_dir: Path) -> None:
         raise PackageError(f"code directory {code_dir} has no {', '.join(missing)}")
 
 
-def archive_members(model_dir: Path, code_dir: Path) -> Iterator[tuple[str, Path | None]]:
-    """(name in archive, source file or None for a directory), in sorted order.
+def archive_members(model_dir: Path, code_dir: Path) -> dict[str, Source]:
+    """The model and the handler.
 
     Only the top-level serving files of the model directory: save_pretrained writes a flat directory,
     and this keeps stray subdirectories (an old code/ for one) and training leftovers out of the archive.
     """
-    members: dict[str, Path | None] = {
+    members: dict[str, Source] = {
         path.name: path for path in model_dir.iterdir() if path.is_file() and is_serving_file(path.name)
     }
     members["code"] = None
-    members.update({f"code/{name}": code_dir / name for name in CODE_FILES})
-    yield from sorted(members.items())
+    members["code/inference.py"] = code_dir / "inference.py"
+    pins = wheel_set.requirement_pins(code_dir / "requirements.txt")
+    members["code/requirements.txt"] = wheel_set.offline_requirements(pins).encode()
+    return members
 
 
-def _tar_info(name: str, source: Path | None) -> tarfile.TarInfo:
+def serving_members() -> dict[str, Source]:
+    """TorchServe's per-model settings (see TORCHSERVE_MANIFEST)."""
+    return {
+        "MAR-INF": None,
+        "MAR-INF/MANIFEST.json": json.dumps(TORCHSERVE_MANIFEST, sort_keys=True).encode(),
+        TORCHSERVE_CONFIG: b"maxRetryTimeoutInSec: 0\n",
+    }
+
+
+def wheel_members(wheels: Sequence[Path]) -> dict[str, Source]:
+    """The wheels code/requirements.txt installs from, if any."""
+    if not wheels:
+        return {}
+    return {"code/wheels": None, **{f"code/wheels/{wheel.name}": wheel for wheel in wheels}}
+
+
+def _tar_info(name: str, source: Source) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mtime = 0
     info.uid = info.gid = 0
@@ -100,17 +140,31 @@ def _tar_info(name: str, source: Path | None) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
         info.mode = 0o755
     else:
-        info.size = source.stat().st_size
+        info.size = len(source) if isinstance(source, bytes) else source.stat().st_size
         info.mode = 0o644
     return info
 
 
-def build_model_archive(model_dir: Path, code_dir: Path, output: Path) -> Path:
-    """Writes the archive to `output` through a temporary file, so a failure leaves no partial archive."""
+def _add(tar: tarfile.TarFile, name: str, source: Source) -> None:
+    info = _tar_info(name, source)
+    if source is None:
+        tar.addfile(info)
+    elif isinstance(source, bytes):
+        tar.addfile(info, io.BytesIO(source))
+    else:
+        with source.open("rb") as handle:
+            tar.addfile(info, handle)
+
+
+def build_model_archive(model_dir: Path, code_dir: Path, output: Path, wheels: Sequence[Path] | None = None) -> Path:
+    """Writes the archive to `output` through a temporary file, so a failure leaves no partial archive.
+
+    `wheels` must already be the checked set (`wheel_set.locked_wheels` and `wheel_set.check`)."""
     check_model_dir(model_dir)
     check_code_dir(code_dir)
     if output.resolve().parent == model_dir.resolve():
         raise PackageError(f"output {output} must be outside the model directory it archives")
+    members = {**archive_members(model_dir, code_dir), **serving_members(), **wheel_members(wheels or [])}
     partial = output.with_name(output.name + ".partial")
     try:
         with (
@@ -118,17 +172,34 @@ def build_model_archive(model_dir: Path, code_dir: Path, output: Path) -> Path:
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for name, source in archive_members(model_dir, code_dir):
-                info = _tar_info(name, source)
-                if source is None:
-                    tar.addfile(info)
-                else:
-                    with source.open("rb") as handle:
-                        tar.addfile(info, handle)
+            for name, source in sorted(members.items()):
+                _add(tar, name, source)
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
     return output
+
+
+def endpoint_wheels(
+    directory: Path,
+    platform: wheel_set.Platform,
+    requirements: Path,
+    lock: Path = wheel_set.LOCK,
+    download: bool = False,
+) -> list[Path]:
+    """The wheels of `lock` in `directory` (with `download`, fetched if any is missing), proven to
+    install the pins of `requirements` offline on `platform`."""
+    try:
+        try:
+            wheels = wheel_set.locked_wheels(directory, lock)
+        except wheel_set.WheelError:
+            if not download:
+                raise
+            wheels = wheel_set.locked_wheels(wheel_set.download(directory, platform, lock), lock)
+        wheel_set.check(wheels, platform, requirements)
+    except wheel_set.WheelError as error:
+        raise PackageError(str(error)) from None
+    return wheels
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,14 +207,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, required=True, help="training's --output-dir/model")
     parser.add_argument("--code-dir", type=Path, default=Path("inference"), help="holds inference.py")
     parser.add_argument("--output", type=Path, default=Path("model.tar.gz"))
+    parser.add_argument("--wheels", type=Path, help="directory with the locked wheels for code/wheels/")
+    parser.add_argument("--download", action="store_true", help="download missing locked wheels into --wheels")
+    parser.add_argument("--lock", type=Path, default=wheel_set.LOCK, help="the wheel set (training/wheels.py)")
+    parser.add_argument(
+        "--platform", choices=sorted(wheel_set.PLATFORMS), default=wheel_set.ENDPOINT.name, help="where they install"
+    )
     args = parser.parse_args(argv)
     try:
-        output = build_model_archive(args.model_dir, args.code_dir, args.output)
+        # Checked before any download: a wrong directory fails at once, offline.
+        check_model_dir(args.model_dir)
+        check_code_dir(args.code_dir)
+        wheels = None
+        if args.wheels:
+            platform, requirements = wheel_set.PLATFORMS[args.platform], args.code_dir / "requirements.txt"
+            wheels = endpoint_wheels(args.wheels, platform, requirements, args.lock, args.download)
+        output = build_model_archive(args.model_dir, args.code_dir, args.output, wheels)
     except PackageError as error:
         raise SystemExit(f"error: {error}") from None
     with output.open("rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-    print(f"{output}: {output.stat().st_size} bytes, sha256 {sha256}")
+    print(f"{output}: {output.stat().st_size} bytes, sha256 {sha256}, {len(wheels or [])} wheels")
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def test_packaging_runs_training_package_from_the_project_dir(succeeded: tuple[S
     assert run.calls_to("python") == [
         shlex.split(
             "-m training.package --model-dir /workspace/output/model --code-dir inference"
-            " --output /workspace/output/model.tar.gz"
+            " --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download"
         )
     ]
 

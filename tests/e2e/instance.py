@@ -5,7 +5,8 @@ run as one bash process in a sandbox folder. Every AWS call in them is the real 
 emulator. Stand-ins replace only what this machine cannot have: `docker` (tests/e2e/standins: runs
 the container's command in this venv), `nvidia-smi` (two GPUs, so torchrun starts two processes)
 and `shutdown` (records the call; both from tests/bootstrap/standins). The WaitCondition handle is
-the emulator's recorder (tests/e2e/emulator.py).
+the emulator's recorder (tests/e2e/emulator.py); PyPI, where the package step downloads the
+endpoint's wheels, is a folder of the locked wheels (tests/wheel_sets.py, cached in build/wheels).
 
 The sandbox stands in for the instance's disk: `WORK_ROOT` and `PER_BOOT_DIR` (which the user data
 leaves to their defaults, /opt/pt2 and cloud-init's per-boot folder) point into it.
@@ -57,7 +58,7 @@ def user_data(ec2: Any, instance_id: str) -> bytes:
 class EmulatedInstance:
     """One instance's disk in `root`; `boot` runs its user data, `reboot` what cloud-init runs at a later boot."""
 
-    def __init__(self, root: Path, aws_environment: dict[str, str]) -> None:
+    def __init__(self, root: Path, aws_environment: dict[str, str], package_index: Path) -> None:
         self.root = root
         self.work_root = root / "opt-pt2"
         self.per_boot_dir = root / "per-boot"
@@ -77,6 +78,7 @@ class EmulatedInstance:
             "PER_BOOT_DIR": str(self.per_boot_dir),
             "STANDIN_DIR": str(self.standin_dir),
             "STANDIN_GPUS": str(GPUS),
+            "STANDIN_PYPI": str(package_index),
         }
         for tool in ("docker", "nvidia-smi", "shutdown"):
             # A real `shutdown` found first would power this machine off (tests may run as root).

@@ -28,6 +28,8 @@ from inference.serve import LocalEndpoint, free_port
 from tests.e2e.emulator import DLAMI_AMI, UNDELETED_TYPES
 from tests.e2e.instance import Boot, EmulatedInstance, user_data
 from tests.e2e.local_aws import LocalAws, Stack, local_aws
+from tests.wheel_sets import locked_set
+from training import wheels
 from training.tiny_model import LABELS, build_model, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -206,8 +208,14 @@ class Played:
     signals: list[dict[str, str]]
 
 
-def play(aws: LocalAws, training: Stack, root: Path, files: dict[str, Path]) -> Played:
-    instance = EmulatedInstance(root, aws.environment())
+@pytest.fixture(scope="module")
+def package_index() -> Path:
+    """The endpoint's locked wheels, where the instance's package step finds them instead of PyPI."""
+    return locked_set(wheels.ENDPOINT)[0].parent
+
+
+def play(aws: LocalAws, training: Stack, root: Path, files: dict[str, Path], package_index: Path) -> Played:
+    instance = EmulatedInstance(root, aws.environment(), package_index)
     for path in files.values():
         instance.stage_input(path)
     seen = len(aws.recorder.bodies)
@@ -217,7 +225,11 @@ def play(aws: LocalAws, training: Stack, root: Path, files: dict[str, Path]) -> 
 
 @pytest.fixture(scope="module")
 def failed_boot(
-    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    aws: LocalAws,
+    deployed: dict[str, Stack],
+    inputs: dict[str, Path],
+    package_index: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Played:
     """A first boot whose train file holds a label the model does not know."""
     root = tmp_path_factory.mktemp("instance-failed")
@@ -227,7 +239,7 @@ def failed_boot(
     rows[5][1] = "7"
     with broken.open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
-    return play(aws, deployed["training"], root, {**inputs, "train": broken})
+    return play(aws, deployed["training"], root, {**inputs, "train": broken}, package_index)
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +248,11 @@ def trained(
     deployed: dict[str, Stack],
     inputs: dict[str, Path],
     failed_boot: Played,
+    package_index: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Played:
     """The run's next instance, with good data: it trains for real (torchrun, two processes)."""
-    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs)
+    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs, package_index)
 
 
 def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny model, its model.tar.gz, and the handler's loaded Classifier."""
+"""Shared fixtures: one tiny model, its deployable model.tar.gz, and the handler's loaded Classifier."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from inference import inference as handler
+from tests.wheel_sets import locked_set
+from training import wheels
 from training.package import build_model_archive
 from training.tiny_model import build_model
 
@@ -23,8 +25,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_tar(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The archive the endpoint gets: model at the root, this handler under code/."""
-    return build_model_archive(model_dir, CODE_DIR, tmp_path_factory.mktemp("archive") / "model.tar.gz")
+    """The archive the endpoint gets: model at the root, this handler and the endpoint's aarch64 wheels
+    under code/. Served here, pip finds the pins already installed and leaves the wheels unused."""
+    output = tmp_path_factory.mktemp("archive") / "model.tar.gz"
+    return build_model_archive(model_dir, CODE_DIR, output, locked_set(wheels.ENDPOINT))
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -138,12 +139,67 @@ def test_threads_respect_omp_num_threads(model_dir, monkeypatch, keep_threads):
     assert torch.get_num_threads() == 1
 
 
-def test_threads_split_the_cores_between_workers(model_dir, monkeypatch, keep_threads):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+@pytest.mark.parametrize(
+    ("environment", "threads"),
+    [
+        # the stack's plan on ml.c7g.4xlarge, after an entrypoint overwrote the toolkit's worker count
+        ({"SAGEMAKER_TS_MIN_WORKERS": "4", "SAGEMAKER_TS_MAX_WORKERS": "4", "SAGEMAKER_MODEL_SERVER_WORKERS": "16"}, 4),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "4"}, 4),
+        ({"SAGEMAKER_TS_BATCH_SIZE": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "4"}, 16),  # the toolkit's min: 1
+        ({}, 1),  # TorchServe's default: one worker per core
+    ],
+)
+def test_threads_split_the_cores_between_the_workers_torchserve_runs(
+    model_dir, monkeypatch, keep_threads, environment, threads
+):
+    for name in [name for name in os.environ if name == "OMP_NUM_THREADS" or name.startswith("SAGEMAKER_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(handler.os, "sched_getaffinity", lambda _pid: set(range(16)))
-    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "4")
     handler.model_fn(str(model_dir))
-    assert torch.get_num_threads() == 4
+    assert torch.get_num_threads() == threads
+
+
+def test_a_model_directory_without_weights_fails_to_load_with_the_reason(model_dir, tmp_path, keep_threads):
+    broken = copy_without(model_dir, tmp_path, {"model.safetensors"})
+    with pytest.raises(handler.ModelLoadError, match=r"cannot load the model from .*no file named model.safetensors"):
+        handler.model_fn(str(broken))
+
+
+def test_a_model_directory_without_tokenizer_fails_its_self_test(model_dir, tmp_path, keep_threads):
+    """transformers 5 would build a tokenizer anyway, one that knows no word: the endpoint must not serve it."""
+    broken = copy_without(model_dir, tmp_path, {"tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"})
+    with pytest.raises(handler.ModelLoadError, match="lacks its tokenizer files"):
+        handler.model_fn(str(broken))
+
+
+def test_a_self_test_prediction_that_fails_fails_the_load(model_dir, monkeypatch, keep_threads):
+    def broken_predict(data, model):
+        raise RuntimeError("no kernel for this CPU")
+
+    monkeypatch.setattr(handler, "predict_fn", broken_predict)
+    with pytest.raises(handler.ModelLoadError, match=r"self-test prediction failed: RuntimeError\('no kernel"):
+        handler.model_fn(str(model_dir))
+
+
+def test_a_model_that_answers_nan_fails_its_self_test(model_dir, tmp_path, keep_threads):
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.classifier.out_proj.bias.fill_(float("nan"))
+    broken = copy_without(model_dir, tmp_path, {"model.safetensors"})
+    model.save_pretrained(broken)
+    with pytest.raises(handler.ModelLoadError, match="scored nan: the weights are broken"):
+        handler.model_fn(str(broken))
+
+
+def copy_without(model_dir, tmp_path, names):
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in Path(model_dir).iterdir():
+        if path.name not in names:
+            (copy / path.name).write_bytes(path.read_bytes())
+    return copy
 
 
 # torch 2.13 here deprecates torch.ao quantization; the endpoint image's torch 2.6 does not.

@@ -260,9 +260,31 @@ def test_model_runs_the_graviton_image_with_the_graviton_tuning(
         assert environment["LRU_CACHE_CAPACITY"] == "1024"
         assert environment["THP_MEM_ALLOC_ENABLE"] == "1"
         assert environment["OMP_NUM_THREADS"] == "4"
+        # The toolkit's TS variables carry the plan past an entrypoint that overwrites the other one.
+        assert environment["SAGEMAKER_TS_MIN_WORKERS"] == environment["SAGEMAKER_TS_MAX_WORKERS"] == workers
         assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
         assert environment["INFERENCE_MODE"] == ("int8" if app is custom_app else "fp32")
         assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_endpoint_container_has_no_network(default_app: Synthesized) -> None:
+    """It installs from the archive's wheels, so it needs no network; nothing places it in the VPC."""
+    model = only(resources_of(default_app, "inference", "AWS::SageMaker::Model"))["Properties"]
+    assert model["EnableNetworkIsolation"] is True
+    assert "VpcConfig" not in model
+    assert not resources_of(default_app, "inference", "AWS::EC2::SecurityGroup")
+    role_policies = resources_of(default_app, "foundation", "AWS::IAM::Policy")
+    endpoint_policy = only({name: p for name, p in role_policies.items() if name.startswith("EndpointRole")})
+    actions = json.dumps(endpoint_policy["Properties"]["PolicyDocument"]["Statement"])
+    assert "ec2:" not in actions
+
+
+def test_a_container_that_never_gets_healthy_fails_the_deployment_within_ten_minutes(
+    default_app: Synthesized,
+) -> None:
+    config = only(resources_of(default_app, "inference", "AWS::SageMaker::EndpointConfig"))["Properties"]
+    (variant,) = config["ProductionVariants"]
+    assert variant["ContainerStartupHealthCheckTimeoutInSeconds"] == 600
 
 
 def test_endpoint_stack_is_deployed_after_the_training_wait_condition(default_app: Synthesized) -> None:

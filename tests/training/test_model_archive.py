@@ -1,4 +1,5 @@
-"""model.tar.gz: SageMaker layout, refusal of incomplete inputs, identical bytes for identical inputs."""
+"""model.tar.gz: SageMaker layout with the wheels and TorchServe's settings, refusal of incomplete inputs
+with one error line and no archive, identical bytes for identical inputs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.wheel_sets import lock_for, make_wheel
 from training.package import PackageError, build_model_archive, main
 
 REAL_CODE_DIR = Path(__file__).resolve().parents[2] / "inference"
+X86 = "py3-none-manylinux_2_28_x86_64"
 
 
 @pytest.fixture
@@ -22,9 +25,23 @@ def code_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "code-src"
     directory.mkdir()
     (directory / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
-    (directory / "requirements.txt").write_text("transformers==5.24.0\n")
+    (directory / "requirements.txt").write_text("# what the handler needs\nalpha==1.0\n")
     (directory / "notes.md").write_text("not shipped\n")
     return directory
+
+
+@pytest.fixture
+def wheel_dir(tmp_path: Path) -> Path:
+    """A wheel set for the stand-in handler: alpha needs beta."""
+    directory = tmp_path / "wheels"
+    make_wheel(directory, "alpha", "1.0", requires=["beta"])
+    make_wheel(directory, "beta", "2.0")
+    return directory
+
+
+@pytest.fixture
+def lock(wheel_dir: Path, tmp_path: Path) -> Path:
+    return lock_for(tmp_path / "requirements.lock", sorted(wheel_dir.glob("*.whl")))
 
 
 @pytest.fixture
@@ -40,7 +57,8 @@ def test_layout_is_model_at_root_and_handler_in_code(model_copy: Path, code_dir:
         tar.extractall(tmp_path / "unpacked", filter="data")
     names = [member.name for member in members]
     model_files = sorted(path.name for path in model_copy.iterdir())
-    assert names == sorted([*model_files, "code", "code/inference.py", "code/requirements.txt"])
+    torchserve = ["MAR-INF", "MAR-INF/MANIFEST.json", "MAR-INF/model-config.yaml"]
+    assert names == sorted([*model_files, *torchserve, "code", "code/inference.py", "code/requirements.txt"])
     assert all((m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "") for m in members)
     unpacked = tmp_path / "unpacked"
     assert (unpacked / "code" / "inference.py").read_text() == (code_dir / "inference.py").read_text()
@@ -76,11 +94,34 @@ def test_training_leftovers_stay_out_and_weight_shards_go_in(model_copy: Path, c
     assert not names & {"training_args.bin", "optimizer.pt", "rng_state.pth", "trainer_state.json", "notes.txt"}
 
 
-def test_same_inputs_give_identical_bytes(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
-    first = build_model_archive(model_copy, code_dir, tmp_path / "first.tar.gz").read_bytes()
-    for path in [*model_copy.iterdir(), *code_dir.iterdir()]:
+def test_requirements_install_offline_from_the_wheels(
+    model_copy: Path, code_dir: Path, wheel_dir: Path, tmp_path: Path
+) -> None:
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    with tarfile.open(build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz", wheels)) as tar:
+        requirements = tar.extractfile("code/requirements.txt").read().decode()  # type: ignore[union-attr]
+        shipped = {name for name in tar.getnames() if name.startswith("code/wheels/")}
+    assert requirements.splitlines() == ["--no-index", "--find-links wheels", "alpha==1.0"]
+    assert shipped == {f"code/wheels/{wheel.name}" for wheel in wheels}
+
+
+def test_torchserve_does_not_retry_a_model_that_fails_to_load(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
+    """The toolkit registers model "1.0"; the manifest must keep that, and name no handler of its own."""
+    with tarfile.open(build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz")) as tar:
+        manifest = json.load(tar.extractfile("MAR-INF/MANIFEST.json"))  # type: ignore[arg-type]
+        config = tar.extractfile(manifest["model"]["configFile"]).read().decode()  # type: ignore[union-attr]
+    assert manifest["model"]["modelName"] == "model"
+    assert manifest["model"]["modelVersion"] == "1.0"
+    assert "handler" not in manifest["model"]
+    assert config.splitlines() == ["maxRetryTimeoutInSec: 0"]
+
+
+def test_same_inputs_give_identical_bytes(model_copy: Path, code_dir: Path, wheel_dir: Path, tmp_path: Path) -> None:
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    first = build_model_archive(model_copy, code_dir, tmp_path / "first.tar.gz", wheels).read_bytes()
+    for path in [*model_copy.iterdir(), *code_dir.iterdir(), *wheels]:
         os.utime(path, (1_700_000_000, 1_700_000_000))  # a fresh checkout or sync changes mtimes
-    second = build_model_archive(model_copy, code_dir, tmp_path / "second.tar.gz").read_bytes()
+    second = build_model_archive(model_copy, code_dir, tmp_path / "second.tar.gz", wheels).read_bytes()
     assert first == second
     assert first[4:8] == b"\0\0\0\0"  # no gzip timestamp
 
@@ -121,14 +162,61 @@ def test_code_dir_without_handler_is_refused(model_copy: Path, code_dir: Path, t
         build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz")
 
 
-def test_cli_writes_the_archive_or_exits_with_the_reason(
-    model_copy: Path, code_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_cli_writes_the_archive_with_the_checked_wheels(
+    model_copy: Path, code_dir: Path, wheel_dir: Path, lock: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "model.tar.gz"
-    main(["--model-dir", str(model_copy), "--code-dir", str(code_dir), "--output", str(output)])
-    assert str(output) in capsys.readouterr().out
+    main(cli(model_copy, code_dir, output, "--wheels", str(wheel_dir), "--lock", str(lock)))
+    assert f"{output}: " in capsys.readouterr().out
+    with tarfile.open(output) as tar:
+        assert "code/wheels/beta-2.0-py3-none-any.whl" in tar.getnames()
+
+
+@pytest.mark.parametrize(
+    ("remove", "message"),
+    [
+        (["model.safetensors"], r"error: model directory .* has no weights \(model.safetensors or pytorch_model.bin\)"),
+        (["tokenizer.json", "vocab.json"], r"error: model directory .* has no tokenizer"),
+        (["config.json"], r"error: model directory .* has no config.json"),
+    ],
+)
+def test_cli_refuses_an_incomplete_model_with_one_line_and_writes_nothing(
+    model_copy: Path, code_dir: Path, wheel_dir: Path, lock: Path, tmp_path: Path, remove: list[str], message: str
+) -> None:
+    for name in remove:
+        (model_copy / name).unlink()
+    with pytest.raises(SystemExit, match=message) as refused:
+        main(cli(model_copy, code_dir, tmp_path / "model.tar.gz", "--wheels", str(wheel_dir), "--lock", str(lock)))
+    assert "\n" not in str(refused.value.code)
+    assert not list(tmp_path.glob("model.tar.gz*"))
+
+
+def test_cli_refuses_a_lock_that_does_not_install_on_the_endpoint_and_names_the_package(
+    model_copy: Path, code_dir: Path, tmp_path: Path
+) -> None:
+    """beta resolved for x86 only: the Graviton image could not install it."""
+    wheel_dir = tmp_path / "x86-wheels"
+    made = [make_wheel(wheel_dir, "alpha", "1.0", requires=["beta"]), make_wheel(wheel_dir, "beta", "2.0", tag=X86)]
+    lock = lock_for(tmp_path / "requirements.lock", made)
+    refusal = r"^error: the wheel set does not install offline for endpoint: no wheel for beta$"
+    with pytest.raises(SystemExit, match=refusal):
+        main(cli(model_copy, code_dir, tmp_path / "model.tar.gz", "--wheels", str(wheel_dir), "--lock", str(lock)))
+    assert not list(tmp_path.glob("model.tar.gz*"))
+
+
+def test_cli_refuses_a_wheel_directory_without_the_locked_set(
+    model_copy: Path, code_dir: Path, wheel_dir: Path, lock: Path, tmp_path: Path
+) -> None:
+    (wheel_dir / "beta-2.0-py3-none-any.whl").unlink()
+    with pytest.raises(SystemExit, match=r"error: .* has no wheel for beta==2.0 matching requirements.lock"):
+        main(cli(model_copy, code_dir, tmp_path / "model.tar.gz", "--wheels", str(wheel_dir), "--lock", str(lock)))
     with pytest.raises(SystemExit, match=r"error: model directory .*missing does not exist"):
-        main(["--model-dir", str(tmp_path / "missing"), "--code-dir", str(code_dir), "--output", str(output)])
+        main(cli(tmp_path / "missing", code_dir, tmp_path / "model.tar.gz"))
+    assert not list(tmp_path.glob("model.tar.gz*"))
+
+
+def cli(model_dir: Path, code_dir: Path, output: Path, *extra: str) -> list[str]:
+    return ["--model-dir", str(model_dir), "--code-dir", str(code_dir), "--output", str(output), *extra]
 
 
 @pytest.mark.skipif(not (REAL_CODE_DIR / "inference.py").is_file(), reason="inference/ not written yet")
