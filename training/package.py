@@ -3,7 +3,8 @@
     python -m training.package --model-dir out/model --code-dir inference --output model.tar.gz
 
 Model and tokenizer files sit at the archive root, the handler in code/ (code/inference.py and the
-code/requirements.txt the serving container pip-installs at start). The archive is deterministic:
+code/requirements.txt the serving container pip-installs at start). One file is built here: the
+int8 ONNX graph that `inferenceMode=int8` serves (training.onnx_export). The archive is deterministic:
 sorted entries, zero mtimes and owners, no gzip timestamp, so the same model gives the same bytes
 and the same S3 ETag, and an unchanged model does not look like a new one.
 """
@@ -15,8 +16,11 @@ import gzip
 import hashlib
 import json
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from training.onnx_export import INT8_FILE, export_int8
 
 CODE_FILES = ("inference.py", "requirements.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -56,13 +60,15 @@ def check_code_dir(code_dir: Path) -> None:
         raise PackageError(f"code directory {code_dir} has no {', '.join(missing)}")
 
 
-def archive_members(model_dir: Path, code_dir: Path) -> Iterator[tuple[str, Path | None]]:
+def archive_members(model_dir: Path, code_dir: Path, built: dict[str, Path]) -> Iterator[tuple[str, Path | None]]:
     """(name in archive, source file or None for a directory), in sorted order.
 
     Only the top-level files of the model directory: save_pretrained writes a flat directory, and
-    this keeps stray subdirectories (an old code/ for one) out of the archive.
+    this keeps stray subdirectories (an old code/ for one) out of the archive. `built` are the files
+    made at package time, by archive name; they replace a model directory file of the same name.
     """
     members: dict[str, Path | None] = {path.name: path for path in model_dir.iterdir() if path.is_file()}
+    members.update(built)
     members["code"] = None
     members.update({f"code/{name}": code_dir / name for name in CODE_FILES})
     yield from sorted(members.items())
@@ -88,6 +94,12 @@ def build_model_archive(model_dir: Path, code_dir: Path, output: Path) -> Path:
     check_code_dir(code_dir)
     if output.resolve().parent == model_dir.resolve():
         raise PackageError(f"output {output} must be outside the model directory it archives")
+    with tempfile.TemporaryDirectory(prefix="package-") as workdir:
+        built = {INT8_FILE: export_int8(model_dir, Path(workdir) / INT8_FILE)}  # for inferenceMode=int8
+        return _write_archive(archive_members(model_dir, code_dir, built), output)
+
+
+def _write_archive(members: Iterator[tuple[str, Path | None]], output: Path) -> Path:
     partial = output.with_name(output.name + ".partial")
     try:
         with (
@@ -95,7 +107,7 @@ def build_model_archive(model_dir: Path, code_dir: Path, output: Path) -> Path:
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for name, source in archive_members(model_dir, code_dir):
+            for name, source in members:
                 info = _tar_info(name, source)
                 if source is None:
                     tar.addfile(info)

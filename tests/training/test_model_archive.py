@@ -40,7 +40,7 @@ def test_layout_is_model_at_root_and_handler_in_code(model_copy: Path, code_dir:
         tar.extractall(tmp_path / "unpacked", filter="data")
     names = [member.name for member in members]
     model_files = sorted(path.name for path in model_copy.iterdir())
-    assert names == sorted([*model_files, "code", "code/inference.py", "code/requirements.txt"])
+    assert names == sorted([*model_files, "model.int8.onnx", "code", "code/inference.py", "code/requirements.txt"])
     assert all((m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "") for m in members)
     unpacked = tmp_path / "unpacked"
     assert (unpacked / "code" / "inference.py").read_text() == (code_dir / "inference.py").read_text()
