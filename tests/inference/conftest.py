@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from inference import inference as handler
+from training.onnx_export import INT8_FILE, export_int8
 from training.package import build_model_archive
 from training.tiny_model import build_model
 
@@ -19,6 +21,14 @@ CODE_DIR = Path(handler.__file__).parent
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def int8_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the int8 ONNX graph that training.package adds to every archive."""
+    directory = Path(shutil.copytree(model_dir, tmp_path_factory.mktemp("int8") / "model"))
+    export_int8(directory, directory / INT8_FILE)
+    return directory
 
 
 @pytest.fixture(scope="session")
