@@ -12,9 +12,9 @@ Bad requests raise the toolkit's `GenericInferenceToolkitError`, whose status co
 hands to TorchServe; any other exception would reach the client as a bare 500.
 
 Environment (set on the SageMaker Model):
-- `INFERENCE_MODE`: `fp32` (default: PyTorch eager), `bf16` (PyTorch autocast; falls back to fp32
-  on CPUs without native bf16) or `int8` (ONNX Runtime on `model.int8.onnx`, which
-  `training.package` exports and quantizes into every archive). docs/benchmarks.md says why.
+- `INFERENCE_MODE`: `int8` (default: ONNX Runtime on `model.int8.onnx`, which `training.package`
+  exports and quantizes into every archive), `fp32` (PyTorch eager) or `bf16` (PyTorch autocast;
+  falls back to fp32 on CPUs without native bf16). docs/benchmarks.md has the measurements.
 - `MAX_BATCH_SIZE`: most texts in one JSON request (default 32); more is refused with 413.
 - `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between
   the `SAGEMAKER_MODEL_SERVER_WORKERS` workers (TorchServe starts one per core when unset).
@@ -70,7 +70,7 @@ class Texts:
 
 def model_fn(model_dir: str) -> Classifier:
     """Loads model and tokenizer from the unpacked model.tar.gz, set up for fast CPU inference."""
-    mode = os.environ.get("INFERENCE_MODE", "fp32").lower()
+    mode = os.environ.get("INFERENCE_MODE", "int8").lower()
     if mode not in PREPARERS:
         raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(PREPARERS)}")
     threads = _configure_threads()

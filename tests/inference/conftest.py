@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +19,8 @@ CODE_DIR = Path(handler.__file__).parent
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("tiny-model"))
-
-
-@pytest.fixture(scope="session")
-def int8_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with the int8 ONNX graph that training.package adds to every archive."""
-    directory = Path(shutil.copytree(model_dir, tmp_path_factory.mktemp("int8") / "model"))
+    """The tiny model as an archive unpacks: with the int8 ONNX graph that training.package adds."""
+    directory = build_model(tmp_path_factory.mktemp("tiny-model"))
     export_int8(directory, directory / INT8_FILE)
     return directory
 

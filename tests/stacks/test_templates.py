@@ -260,7 +260,7 @@ def test_model_runs_the_graviton_image_with_the_graviton_tuning(
         assert environment["THP_MEM_ALLOC_ENABLE"] == "1"
         assert environment["OMP_NUM_THREADS"] == "4"
         assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
-        assert environment["INFERENCE_MODE"] == ("int8" if app is custom_app else "fp32")
+        assert environment["INFERENCE_MODE"] == ("bf16" if app is custom_app else "int8")
         assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
 
 
