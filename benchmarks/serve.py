@@ -153,7 +153,7 @@ def candidate_handler_source() -> str:
 
 def package(model_dir: Path, handler_name: str, workdir: Path) -> Path:
     """model.tar.gz with `handler_name`'s handler as code/inference.py and the project's requirements."""
-    code_dir = workdir / f"code-{handler_name}"
+    code_dir = workdir / f"code-{model_dir.name}-{handler_name}"
     code_dir.mkdir()
     source = candidate_handler_source() if handler_name == "candidates" else HANDLERS[handler_name].read_text()
     (code_dir / "inference.py").write_text(source)
@@ -289,9 +289,12 @@ def table(results: list[Result]) -> str:
 
 def run(plan: Plan, variants: list[str], cache: Path, workdir: Path) -> tuple[list[Result], Agreement]:
     model_dir = build_model(workdir / "model", plan.size)
-    if any(VARIANTS[name][0] == "candidates" for name in variants):
-        add_candidate_graphs(model_dir)
-    archives = {kind: package(model_dir, kind, workdir) for kind in {VARIANTS[name][0] for name in variants}}
+    kinds = {VARIANTS[name][0] for name in variants}
+    archives = {kind: package(model_dir, kind, workdir) for kind in kinds - {"candidates"}}
+    if "candidates" in kinds:  # only their archive carries their graphs (600 MB more for base)
+        with_graphs = Path(shutil.copytree(model_dir, workdir / "model-with-candidate-graphs", copy_function=os.link))
+        add_candidate_graphs(with_graphs)
+        archives["candidates"] = package(with_graphs, "candidates", workdir)
     results = [serve_and_measure(name, archives[VARIANTS[name][0]], VARIANTS[name][1], plan) for name in variants]
     if "recipe" in variants:
         baseline = results[variants.index("recipe")].sequential.p50_ms
