@@ -153,12 +153,11 @@ def candidate_handler_source() -> str:
 
 def package(model_dir: Path, handler_name: str, workdir: Path) -> Path:
     """model.tar.gz with `handler_name`'s handler as code/inference.py and the project's requirements."""
-    code_dir = workdir / f"code-{model_dir.name}-{handler_name}"
-    code_dir.mkdir()
+    code_dir = Path(tempfile.mkdtemp(prefix=f"code-{handler_name}-", dir=workdir))
     source = candidate_handler_source() if handler_name == "candidates" else HANDLERS[handler_name].read_text()
     (code_dir / "inference.py").write_text(source)
     shutil.copy(REPO / "inference" / "requirements.txt", code_dir)
-    return build_model_archive(model_dir, code_dir, workdir / f"{model_dir.name}-{handler_name}.tar.gz")
+    return build_model_archive(model_dir, code_dir, code_dir.with_suffix(".tar.gz"))
 
 
 def add_candidate_graphs(model_dir: Path) -> None:
