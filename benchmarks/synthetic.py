@@ -31,6 +31,10 @@ MAX_LENGTH = 512  # the recipe pads to 512; positions 0..513 as in roberta-base
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3 as in roberta-base; <mask> comes last, also as there
 SPACE = "\u0120"  # byte-level BPE's picture of a leading space
 WORDS = tuple("".join(pair) for pair in itertools.product(string.ascii_lowercase, repeat=2))  # aa..zz
+SMALL_SIZES = {
+    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024},
+    "tiny": TINY_SIZES,
+}
 
 
 def tweet_lengths(count: int, seed: int = 0) -> list[int]:
@@ -84,14 +88,16 @@ def build_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 
 def model_config(size: str, tokenizer: PreTrainedTokenizerBase) -> RobertaConfig:
     """`base`: RobertaConfig() defaults (roberta-base: 12 layers, 768 wide, vocab 50,265) with roberta-base's
-    514 positions and one token type; `tiny`: training.tiny_model's sizes, for the CPU smoke."""
+    514 positions and one token type; `small`: 4 layers, 256 wide, the vocabulary the tokenizer has, small
+    enough to train on 2 CPU cores (the inference benchmark's agreement model); `tiny`:
+    training.tiny_model's sizes, for the CPU smokes."""
     positions = {"max_position_embeddings": MAX_LENGTH + 2, "type_vocab_size": 1}
     if size == "base":
         # The embedding keeps 50,265 rows, so AdamW updates as many weights as roberta-base's.
         return classifier_config(tokenizer, **positions)
-    if size == "tiny":
-        return classifier_config(tokenizer, vocab_size=len(tokenizer), **positions, **TINY_SIZES)
-    raise ValueError(f"unknown model size {size!r}; use base or tiny")
+    if size in SMALL_SIZES:
+        return classifier_config(tokenizer, vocab_size=len(tokenizer), **positions, **SMALL_SIZES[size])
+    raise ValueError(f"unknown model size {size!r}; use base, {' or '.join(SMALL_SIZES)}")
 
 
 def build_model(directory: Path, size: str, seed: int = 0) -> Path:

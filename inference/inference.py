@@ -17,9 +17,9 @@ the server log (the endpoint's log group). The archive's TorchServe config does 
 worker (maxRetryTimeoutInSec 0, training/package.py), so /ping answers 500 from then on.
 
 Environment (set on the SageMaker Model):
-- `INFERENCE_MODE`: `fp32` (default), `int8` (dynamic per-channel quantization of Linear layers) or
-  `bf16` (autocast; falls back to fp32 on CPUs without native bf16). fp32 and int8 run as frozen
-  TorchScript, which removes most of the per-op overhead at tweet length.
+- `INFERENCE_MODE`: `int8` (default: ONNX Runtime on `model.int8.onnx`, which `training.package`
+  exports and quantizes into every archive), `fp32` (PyTorch eager) or `bf16` (PyTorch autocast;
+  falls back to fp32 on CPUs without native bf16). docs/benchmarks.md has the measurements.
 - `MAX_BATCH_SIZE`: most texts in one JSON request (default 32); more is refused with 413.
 - `OMP_NUM_THREADS`: torch threads per worker; by default the cores are split evenly between the
   workers TorchServe runs: `SAGEMAKER_TS_MIN_WORKERS` when the serving toolkit's `SAGEMAKER_TS_*`
@@ -33,25 +33,29 @@ import json
 import logging
 import math
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import torch
 from sagemaker_inference.errors import GenericInferenceToolkitError
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 logger = logging.getLogger(__name__)
 
 TEXT_CONTENT_TYPES = frozenset({"application/x-text", "text/plain"})
 JSON_CONTENT_TYPE = "application/json"
 ACCEPTABLE = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
-MODES = ("fp32", "int8", "bf16")
 DEFAULT_MAX_BATCH_SIZE = 32
 SELF_TEST_TEXT = "Covid cases are increasing fast!"
+# Written by training.onnx_export (which this module, shipped alone, cannot import).
+ONNX_INT8_FILE = "model.int8.onnx"
+
+# (input_ids, attention_mask) -> logits, called under torch.inference_mode().
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class ModelLoadError(RuntimeError):
@@ -62,15 +66,11 @@ class ModelLoadError(RuntimeError):
 class Classifier:
     """What `model_fn` loads once per worker and every `predict_fn` call reuses."""
 
-    model: torch.nn.Module  # called as model(input_ids, attention_mask) -> (logits,)
+    forward: Forward
     tokenizer: Any
     labels: dict[int, str]
     max_length: int
     mode: str
-
-    @property
-    def bf16(self) -> bool:
-        return self.mode == "bf16"
 
 
 @dataclass(frozen=True)
@@ -83,20 +83,17 @@ class Texts:
 
 def model_fn(model_dir: str) -> Classifier:
     """Loads model and tokenizer from the unpacked model.tar.gz, set up for fast CPU inference."""
-    mode = os.environ.get("INFERENCE_MODE", "fp32").lower()
-    if mode not in MODES:
-        raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(MODES)}")
+    mode = os.environ.get("INFERENCE_MODE", "int8").lower()
+    if mode not in PREPARERS:
+        raise ValueError(f"INFERENCE_MODE={mode!r}: expected one of {', '.join(PREPARERS)}")
     threads = _configure_threads()
     tokenizer = _loaded("tokenizer", AutoTokenizer.from_pretrained, model_dir)
-    model = _loaded("model", AutoModelForSequenceClassification.from_pretrained, model_dir, return_dict=False).eval()
-    config = model.config
+    config = _loaded("config", AutoConfig.from_pretrained, model_dir)
     if mode == "bf16" and not _cpu_has_bf16():
         logger.warning("INFERENCE_MODE=bf16 but this CPU has no native bf16; serving fp32")
         mode = "fp32"
-    if mode == "int8":
-        model = _quantized(model)
     classifier = Classifier(
-        model=model if mode == "bf16" else _scripted(model, tokenizer),
+        forward=_loaded(f"{mode} model", PREPARERS[mode], Path(model_dir), threads),
         tokenizer=tokenizer,
         labels={int(index): label for index, label in config.id2label.items()},
         max_length=_max_length(tokenizer, config),
@@ -114,9 +111,9 @@ def model_fn(model_dir: str) -> Classifier:
     return classifier
 
 
-def _loaded(what: str, load: Callable[..., Any], model_dir: str, **kwargs: Any) -> Any:
+def _loaded(what: str, load: Callable[..., Any], model_dir: str | Path, *args: Any) -> Any:
     try:
-        return load(model_dir, **kwargs)
+        return load(model_dir, *args)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load the {what} from {model_dir}: {error}") from error
 
@@ -159,8 +156,8 @@ def predict_fn(data: Texts, model: Classifier) -> dict[str, Any] | list[dict[str
     encoded = model.tokenizer(
         data.texts, padding=True, truncation=True, max_length=model.max_length, return_tensors="pt"
     )
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.bf16):
-        logits = model.model(encoded["input_ids"], encoded["attention_mask"])[0]
+    with torch.inference_mode():
+        logits = model.forward(encoded["input_ids"], encoded["attention_mask"])
     scores, indices = logits.float().softmax(dim=-1).max(dim=-1)
     results = [
         {"sentiment": model.labels[index], "score": score}
@@ -226,26 +223,52 @@ def _bad_request(message: str) -> GenericInferenceToolkitError:
     return GenericInferenceToolkitError(HTTPStatus.BAD_REQUEST, message)
 
 
-def _quantized(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 for every Linear layer, one scale per output channel: per-tensor scales flipped
-    more labels in the benchmark's agreement check (docs/benchmarks.md)."""
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+def _eager(model_dir: Path, threads: int) -> Forward:
+    """PyTorch fp32 as saved by training: the reference the other modes are measured against."""
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, return_dict=False).eval()
+    return lambda input_ids, attention_mask: model(input_ids, attention_mask)[0]
 
 
-def _scripted(model: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
-    """TorchScript, frozen: at tweet length a forward is a few hundred small ops, and running them
-    without Python in between is a large share of the latency (docs/benchmarks.md). Traced on a
-    padded batch of two, so the graph takes any batch size, length and padding."""
-    example = tokenizer(
-        ["a short example", "a somewhat longer example for the padding"], padding=True, return_tensors="pt"
-    )
-    with torch.inference_mode(), warnings.catch_warnings():
-        # The one Python branch the tracer flags picks causal attention only when no mask is passed;
-        # the handler always passes one.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, (example["input_ids"], example["attention_mask"]), strict=False)
-        return torch.jit.freeze(traced)
+def _bf16(model_dir: Path, threads: int) -> Forward:
+    """bf16 autocast over the fp32 weights: matmuls in bf16, softmax and layer norms in fp32."""
+    fp32 = _eager(model_dir, threads)
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fp32(input_ids, attention_mask)
+
+    return forward
+
+
+def _onnx_int8(model_dir: Path, threads: int) -> Forward:
+    """ONNX Runtime on the int8 graph that training.package exported and quantized."""
+    path = model_dir / ONNX_INT8_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"INFERENCE_MODE=int8 needs {ONNX_INT8_FILE} in the model archive; this archive has none. "
+            "Package the model again with `python -m training.package`, which exports it."
+        )
+    return onnx_runtime(path, threads)
+
+
+def onnx_runtime(path: Path, threads: int) -> Forward:
+    """An ONNX Runtime session on `path` with the worker's threads, which do not spin between requests:
+    the TorchServe frontend and the other workers need those cores (docs/benchmarks.md)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(session.run(["logits"], feed)[0])
+
+    return forward
+
+
+# INFERENCE_MODE -> how model_fn prepares the model: (model directory, torch threads) -> Forward.
+PREPARERS: dict[str, Callable[[Path, int], Forward]] = {"fp32": _eager, "bf16": _bf16, "int8": _onnx_int8}
 
 
 def _configure_threads() -> int:

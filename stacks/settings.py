@@ -186,10 +186,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "inferenceMode",
-        "fp32",
+        "int8",
         _one_of("fp32", "int8", "bf16"),
         "one of fp32, int8, bf16",
-        "Endpoint numerics: fp32, dynamic int8 quantization, or bf16 autocast (see docs/benchmarks.md).",
+        "Endpoint numerics: int8 (ONNX Runtime on the int8 graph packaged with the model), fp32 or bf16 "
+        "(PyTorch eager, bf16 autocast); docs/benchmarks.md has the measurements.",
     ),
     Option(
         "endpointInstanceCount",

@@ -36,3 +36,8 @@ def pin(path: str, package: str) -> str:
 def test_transformers_is_pinned_once_for_training_and_the_endpoint() -> None:
     assert pin("docker/requirements.txt", "transformers") == pin("inference/requirements.txt", "transformers")
     assert "-r docker/requirements.txt" in (ROOT / "requirements-dev.txt").read_text()
+
+
+def test_onnx_runtime_is_one_version_for_packaging_and_the_endpoint() -> None:
+    """The training image quantizes the int8 graph with the ONNX Runtime that serves it."""
+    assert pin("docker/requirements.txt", "onnxruntime") == pin("inference/requirements.txt", "onnxruntime")

@@ -10,6 +10,7 @@ model-config.yaml). Without --wheels the archive has no code/wheels/: it then se
 pins are already installed, such as this project's venv (`make demo`). Only model files the endpoint
 reads go in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint never opens and pickle
 scanners flag, stays out, as would optimizer state or anything else left in the model directory.
+One file is built here: the int8 ONNX graph that `inferenceMode=int8` serves (training.onnx_export).
 
 The archive is deterministic: sorted entries, zero mtimes and owners, no gzip timestamp, so the same
 inputs give the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
@@ -24,10 +25,12 @@ import io
 import json
 import re
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from training import wheels as wheel_set
+from training.onnx_export import INT8_FILE, export_int8
 
 CODE_FILES = ("inference.py", "requirements.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -164,7 +167,13 @@ def build_model_archive(model_dir: Path, code_dir: Path, output: Path, wheels: S
     check_code_dir(code_dir)
     if output.resolve().parent == model_dir.resolve():
         raise PackageError(f"output {output} must be outside the model directory it archives")
-    members = {**archive_members(model_dir, code_dir), **serving_members(), **wheel_members(wheels or [])}
+    with tempfile.TemporaryDirectory(prefix="package-") as workdir:
+        built = {INT8_FILE: export_int8(model_dir, Path(workdir) / INT8_FILE)}  # for inferenceMode=int8
+        members = {**archive_members(model_dir, code_dir), **built, **serving_members(), **wheel_members(wheels or [])}
+        return _write_archive(members, output)
+
+
+def _write_archive(members: dict[str, Source], output: Path) -> Path:
     partial = output.with_name(output.name + ".partial")
     try:
         with (

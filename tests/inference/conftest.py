@@ -12,6 +12,7 @@ import torch
 from inference import inference as handler
 from tests.wheel_sets import locked_set
 from training import wheels
+from training.onnx_export import INT8_FILE, export_int8
 from training.package import build_model_archive
 from training.tiny_model import build_model
 
@@ -20,7 +21,10 @@ CODE_DIR = Path(handler.__file__).parent
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("tiny-model"))
+    """The tiny model as an archive unpacks: with the int8 ONNX graph that training.package adds."""
+    directory = build_model(tmp_path_factory.mktemp("tiny-model"))
+    export_int8(directory, directory / INT8_FILE)
+    return directory
 
 
 @pytest.fixture(scope="session")

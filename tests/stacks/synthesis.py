@@ -21,7 +21,7 @@ CUSTOM_CONTEXT = {
     "waitTimeoutMinutes": "60",
     "endpointInstanceType": "ml.c7g.2xlarge",
     "endpointInstanceCount": "2",
-    "inferenceMode": "int8",
+    "inferenceMode": "bf16",
     "autoscalingMinCapacity": "2",
     "autoscalingMaxCapacity": "4",
     "runId": "exp-42",

@@ -263,7 +263,7 @@ def test_model_runs_the_graviton_image_with_the_graviton_tuning(
         # The toolkit's TS variables carry the plan past an entrypoint that overwrites the other one.
         assert environment["SAGEMAKER_TS_MIN_WORKERS"] == environment["SAGEMAKER_TS_MAX_WORKERS"] == workers
         assert environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == workers
-        assert environment["INFERENCE_MODE"] == ("int8" if app is custom_app else "fp32")
+        assert environment["INFERENCE_MODE"] == ("bf16" if app is custom_app else "int8")
         assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
 
 

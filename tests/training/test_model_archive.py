@@ -58,7 +58,8 @@ def test_layout_is_model_at_root_and_handler_in_code(model_copy: Path, code_dir:
     names = [member.name for member in members]
     model_files = sorted(path.name for path in model_copy.iterdir())
     torchserve = ["MAR-INF", "MAR-INF/MANIFEST.json", "MAR-INF/model-config.yaml"]
-    assert names == sorted([*model_files, *torchserve, "code", "code/inference.py", "code/requirements.txt"])
+    built = ["model.int8.onnx"]
+    assert names == sorted([*model_files, *built, *torchserve, "code", "code/inference.py", "code/requirements.txt"])
     assert all((m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "") for m in members)
     unpacked = tmp_path / "unpacked"
     assert (unpacked / "code" / "inference.py").read_text() == (code_dir / "inference.py").read_text()
