@@ -22,7 +22,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.txt" || true
-"$PY" -c 'import torch, transformers, datasets; print("torch", torch.__version__, "transformers", transformers.__version__, "datasets", datasets.__version__)'
+"$PY" -c 'import torch, transformers, datasets, accelerate, sklearn; print("torch", torch.__version__, "transformers", transformers.__version__, "datasets", datasets.__version__, "accelerate", accelerate.__version__)'
 
 "$PY" -m benchmarks.train --with-anchor --anchor-script build/anchor/anchor_train_step.py \
     --configs 3,5,6,1,2,4 --profile-steps 8 --output "$OUT/bench-train.json" "$@" 2>&1 | tee "$OUT/bench-train.log"
