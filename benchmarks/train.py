@@ -5,9 +5,10 @@
 
 Every configuration is built by training.train.build_job from its own command-line flags, on a
 random-weight RoBERTa classifier and synthetic tweet-length texts (benchmarks.synthetic), so what is
-timed is exactly what `python -m training.train` runs. A Trainer callback takes a timestamp at the end
-of every optimizer step (after a CUDA synchronize), which separates warm-up (Trainer set-up, sampler,
-torch.compile, recompiles) from the steady state. Prints one Markdown table and writes JSON.
+timed is exactly what `python -m training.train` runs. A Trainer callback marks the end of every
+optimizer step (a CUDA event on a GPU, read after the run, so timing adds no wait) and notes the steps
+that compiled, which separates warm-up (Trainer set-up, sampler, torch.compile, recompiles, CUDA graph
+recordings) from the steady state. Prints one Markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,13 @@ FLOP_FORMULA = (
 )
 DEFAULT_ANCHOR_SCRIPTS = ("build/anchor/anchor_train_step.py", "../shared/bench/anchor_train_step.py")
 RECIPE_PAD = ("--pad-to-max-length", "--max-length", str(synthetic.MAX_LENGTH))
+# Same optimisation as the project default, less host work per step: widths 32, 64, 96, 128 (the inputs'
+# longest is 128, so the cap truncates nothing) at batch 128 and at each epoch's last, short batch, so at
+# most 8 shapes, each recorded once as a CUDA graph; collation in 2 worker processes; no per-step waits.
+LEAN_STEP = (
+    *("--pad-to-multiple-of", "32", "--max-length", str(synthetic.LENGTH_MAX)),
+    *("--dataloader-workers", "2", "--run-ahead"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,13 @@ class Config:
     gpu_steps: int
     dynamic: bool  # dynamic padding with length grouping: the data is the full tweet_eval size
 
-    def cpu_flags(self, compile_allowed: bool) -> tuple[str, ...]:
-        """The CPU smoke compiles only where compiling is the configuration's point, and only if allowed."""
-        return () if compile_allowed and "--compile" in self.flags else ("--no-compile",)
+    def run_flags(self, device: str, compile_allowed: bool) -> tuple[str, ...]:
+        """On CPU (a smoke) a configuration compiles only where compiling is its point, and only if allowed."""
+        compiles = "--compile" in self.flags or "--compile-mode" in self.flags
+        if device != "cpu" or (compile_allowed and compiles):
+            return self.flags
+        mode = self.flags.index("--compile-mode") if "--compile-mode" in self.flags else len(self.flags)
+        return (*self.flags[:mode], *self.flags[mode + 2 :], "--no-compile")
 
 
 CONFIGS = {
@@ -103,6 +116,22 @@ CONFIGS = {
             gpu_steps=80,  # one epoch is 45 steps, ordered longest to shortest (one length-group megabatch)
             dynamic=True,
         ),
+        Config(
+            "cuda_graphs",
+            "(5) lean step: buckets of 32, CUDA graphs (inductor)",
+            128,
+            (*LEAN_STEP, "--compile-mode", "reduce-overhead"),
+            gpu_steps=400,
+            dynamic=True,
+        ),
+        Config(
+            "cuda_graphs_unfused",
+            "(6) lean step: buckets of 32, CUDA graphs (no inductor)",
+            128,
+            (*LEAN_STEP, "--compile-mode", "cudagraphs"),
+            gpu_steps=400,
+            dynamic=True,
+        ),
     )
 }
 ALIASES = {str(index): name for index, name in enumerate(CONFIGS, start=1)}
@@ -111,7 +140,11 @@ CPU_STEPS = 3  # one warm-up step, two timed: a smoke, not a measurement
 
 def parse_bench_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)} (or 1-4)")
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"subset of {','.join(CONFIGS)} (or 1-{len(CONFIGS)}), run in this order",
+    )
     parser.add_argument(
         "--steps", type=int, help=f"optimizer steps per config (default: per config on GPU, {CPU_STEPS} on CPU)"
     )
@@ -123,6 +156,13 @@ def parse_bench_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="on CPU, compile config 2 as it asks (about 40 s of inductor on 2 cores with a cold cache)",
+    )
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="after the timed steps, run this many more under torch.profiler (not timed); writes "
+        "<output>-<config>-profile.txt and a per-step summary (wall, GPU busy) into the JSON",
     )
     parser.add_argument("--output", type=Path, default=Path("build/bench-train.json"))
     parser.add_argument("--with-anchor", action="store_true", help="also run the anchor script in this run")
@@ -136,6 +176,8 @@ def parse_bench_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.configs = names
     if args.steps is not None and args.steps < 2:
         parser.error("--steps must be at least 2 (one warm-up step and one timed)")
+    if args.profile_steps < 0:
+        parser.error("--profile-steps must not be negative")
     return args
 
 
@@ -143,43 +185,148 @@ def parse_bench_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 class StepClock(TrainerCallback):
-    """A timestamp at the end of every optimizer step; keeps Trainer from evaluating and saving.
+    """When each optimizer step's work ended and which steps compiled; keeps Trainer from evaluating and saving.
 
-    The benchmark stops mid-epoch (max_steps); the per-epoch evaluation and checkpoint of a real run are
-    not part of the step rate, so they are switched off here rather than timed by accident.
+    On a GPU each step's end is a CUDA event, read after the run: the clock itself never waits for the
+    GPU, so a configuration that lets the host queue steps ahead is timed as it runs, and one whose
+    Trainer waits every step is timed with that wait. A step counts as compiled when torch._dynamo's
+    compile callbacks fired during it: a compilation or recompilation, a deferred backward compilation,
+    or a CUDA graph recording. The benchmark stops mid-epoch (max_steps); the per-epoch evaluation and
+    checkpoint of a real run are not part of the step rate, so they are switched off here rather than
+    timed by accident.
     """
 
-    def __init__(self, synchronize: Callable[[], None]) -> None:
-        self.synchronize = synchronize
-        self.times: list[float] = []
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+        self.begin = 0.0
+        self.origin: Any = None
+        self.marks: list[Any] = []
+        self.compiled: list[bool] = []
+        self._compiling = False
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Around trainer.train(): starts from an idle device and listens for compilations."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.origin = torch.cuda.Event(enable_timing=True)
+        self.begin = time.perf_counter()
+        if self.origin is not None:
+            self.origin.record()
+        torch._dynamo.callback_handler.register_start_callback(self._compile_started)
+        try:
+            yield
+        finally:
+            torch._dynamo.callback_handler.remove_start_callback(self._compile_started)
+            if self.cuda:
+                torch.cuda.synchronize()
+
+    def _compile_started(self, _: Any) -> None:
+        self._compiling = True
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.synchronize()
-        self.times.append(time.perf_counter())
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+        self.compiled.append(self._compiling)
+        self._compiling = False
         control.should_evaluate = control.should_save = False
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         control.should_evaluate = control.should_save = False
 
+    def times(self) -> list[float]:
+        """Each step's end on the host's clock (on a GPU: the start plus the device's elapsed time)."""
+        if not self.cuda:
+            return list(self.marks)
+        return [self.begin + self.origin.elapsed_time(mark) / 1e3 for mark in self.marks]
+
 
 class BatchRecorder:
-    """Wraps the Trainer's data collator and records each training batch's samples, real and padded tokens.
+    """Wraps Trainer.get_batch_samples and records each micro-batch's samples, real and padded tokens.
 
-    Collation runs in the main process (dataloader_num_workers is 0) and in order, so the k-th batch
-    recorded is the k-th micro-batch trained on, even when the loader fetches one batch ahead.
+    Trainer takes every optimizer step's micro-batches through it, in training order, whether they were
+    collated in the training loop or in worker processes. The real-token counts stay on the device until
+    the run is over, so recording adds no wait for the GPU.
     """
 
-    def __init__(self, collator: Callable[[list[dict[str, Any]]], Any]) -> None:
-        self.collator = collator
-        self.recording = False
-        self.batches: list[tuple[int, int, int]] = []
+    def __init__(self, fetch: Callable[..., tuple[list[Any], Any]]) -> None:
+        self.fetch = fetch
+        self.shapes: list[tuple[int, int]] = []
+        self.real: list[torch.Tensor] = []
 
-    def __call__(self, features: list[dict[str, Any]]) -> Any:
-        batch = self.collator(features)
-        if self.recording:
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[list[Any], Any]:
+        batches, items = self.fetch(*args, **kwargs)
+        for batch in batches:
             mask = batch["attention_mask"]
-            self.batches.append((int(mask.shape[0]), int(mask.sum()), int(mask.numel())))
-        return batch
+            self.shapes.append((int(mask.shape[0]), int(mask.numel())))
+            self.real.append(mask.sum())
+        return batches, items
+
+    def batches(self) -> list[tuple[int, int, int]]:
+        real = torch.stack(self.real).tolist() if self.real else []
+        return [(samples, tokens, padded) for (samples, padded), tokens in zip(self.shapes, real, strict=True)]
+
+
+class Profile(TrainerCallback):
+    """torch.profiler over the optimizer steps after the timed ones: where a step's time goes, host or GPU.
+
+    A profiler failure (CUPTI and CUDA graphs are young together) costs the profile, not the timing.
+    """
+
+    def __init__(self, first: int, steps: int, device: str) -> None:
+        self.first, self.steps, self.cuda = first, steps, device == "cuda"
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(activities=activities)
+        self.started = self.wall_s = 0.0
+        self.error: str | None = None
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.first:
+            self._synchronize()
+            self._guarded(self.profiler.start)
+            self.started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.first + self.steps and not self.error:
+            self._synchronize()
+            self.wall_s = time.perf_counter() - self.started
+            self._guarded(self.profiler.stop)
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _guarded(self, action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except Exception as error:  # reported in the JSON instead
+            self.error = f"{type(error).__name__}: {error}"
+
+    def summary(self) -> tuple[dict[str, Any], str]:
+        """Per-step wall and GPU busy time, GPU activities per step, and the top operators as text tables."""
+        if self.error:
+            return {"steps": self.steps, "error": self.error}, self.error
+        kernels = [event for event in self.profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA]
+        busy_ms = sum(event.time_range.elapsed_us() for event in kernels) / 1e3 / self.steps
+        wall_ms = 1e3 * self.wall_s / self.steps
+        summary = {
+            "steps": self.steps,
+            "wall_ms_per_step": wall_ms,
+            "gpu_busy_ms_per_step": busy_ms if self.cuda else None,
+            "gpu_busy_fraction": busy_ms / wall_ms if self.cuda else None,
+            "gpu_activities_per_step": len(kernels) / self.steps if self.cuda else None,
+        }
+        averages = self.profiler.key_averages()
+        tables = [averages.table(sort_by="self_cpu_time_total", row_limit=25)]
+        if self.cuda:
+            tables.append(averages.table(sort_by="self_device_time_total", row_limit=25))
+        return summary, "\n\n".join(tables)
 
 
 def warmup_steps(durations: Sequence[float], minimum: int) -> int:
@@ -191,6 +338,14 @@ def warmup_steps(durations: Sequence[float], minimum: int) -> int:
     steady = statistics.median(durations[len(durations) // 2 :])
     late = [i for i, duration in enumerate(durations[: len(durations) // 2]) if duration > OUTLIER * steady]
     return max(minimum, late[-1] + 1 if late else 0)
+
+
+def one_time_steps(durations: Sequence[float], compiled: Sequence[bool], window: range) -> list[int]:
+    """Steps of the window that compiled and took over OUTLIER times its median: a recompile for a shape first
+    seen late (the epoch's last, short batch) happens once per run, so it is warm-up wherever it falls. A
+    slow step that did not compile stays timed: it may recur."""
+    steady = statistics.median(durations[step] for step in window)
+    return [step for step in window if compiled[step] and durations[step] > OUTLIER * steady]
 
 
 def timed_window(count: int, warmup: int, steps_per_epoch: int | None) -> int:
@@ -255,7 +410,7 @@ def run_config(
     config: Config, args: argparse.Namespace, workspace: Workspace, device: str, matmul_tflops: float | None
 ) -> dict[str, Any]:
     steps = args.steps or (config.gpu_steps if device == "cuda" else CPU_STEPS)
-    rows = train_rows(config, steps, device)
+    rows = train_rows(config, steps + args.profile_steps, device)
     argv = [
         "--output-dir",
         str(workspace.root / config.name),
@@ -268,22 +423,23 @@ def run_config(
         "--global-batch-size",
         str(config.batch),
         "--max-steps",
-        str(steps),
+        str(steps + args.profile_steps),
         "--no-resume",
         *(["--max-device-batch-size", str(args.max_device_batch_size)] if args.max_device_batch_size else []),
-        *config.flags,
-        *(config.cpu_flags(args.cpu_compile) if device == "cpu" else ()),
+        *config.run_flags(device, args.cpu_compile),
     ]
     started = time.perf_counter()
     trainer = build_job(parse_args(argv)).trainer
     setup_s = time.perf_counter() - started
-    synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
-    clock = StepClock(synchronize)
-    recorder = BatchRecorder(trainer.data_collator)
-    trainer.data_collator = recorder
+    clock = StepClock(device)
+    recorder = BatchRecorder(trainer.get_batch_samples)
+    trainer.get_batch_samples = recorder  # type: ignore[method-assign]
     for noisy in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(noisy)
     trainer.add_callback(clock)
+    profile = Profile(steps, args.profile_steps, device) if args.profile_steps else None
+    if profile:
+        trainer.add_callback(profile)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     lengths: list[int] = [sum(mask) for mask in trainer.train_dataset["attention_mask"]]  # type: ignore[index]
@@ -294,17 +450,17 @@ def run_config(
     del model
     setup = setup_summary(trainer, None)
 
-    recorder.recording = True
-    synchronize()
-    begin = time.perf_counter()
-    trainer.train()
-    recorder.recording = False
+    with clock.running():
+        trainer.train()
     peak_gb = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
+    del trainer.get_batch_samples  # the recorder holds the Trainer's own method: let the Trainer go
     release(trainer, device)
     del trainer
 
+    accumulation = setup["gradient_accumulation_steps"]
+    batches = recorder.batches()[: steps * accumulation]  # the profiled steps after them are not timed
     result = summarize(
-        config, begin, clock.times, recorder.batches, setup["gradient_accumulation_steps"], rows, layer_params
+        config, clock.begin, clock.times()[:steps], clock.compiled, batches, accumulation, rows, layer_params
     )
     result.update(
         setup_s=setup_s,
@@ -312,25 +468,38 @@ def run_config(
         params=params,
         encoder_layer_params=layer_params,
         train_rows=rows,
+        batch_shapes=sorted({(samples, padded // samples) for samples, padded in recorder.shapes}),  # a graph each
         input_tokens_mean=statistics.fmean(lengths),
         input_tokens_std=statistics.pstdev(lengths),
         bf16_fraction=(result["useful_tflops"] / matmul_tflops if matmul_tflops else None),
         setup=setup,
         flags=argv[argv.index("--global-batch-size") :],
+        profile=write_profile(profile, args.output, config.name) if profile else None,
     )
     return result
+
+
+def write_profile(profile: Profile, output: Path, name: str) -> dict[str, Any]:
+    """The profile's per-step figures for the JSON; its operator tables go to a text file beside it."""
+    summary, tables = profile.summary()
+    path = output.with_name(f"{output.stem}-{name}-profile.txt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{name}: {json.dumps(summary)}\n\n{tables}\n")
+    return {**summary, "tables": str(path)}
 
 
 def summarize(
     config: Config,
     begin: float,
     times: list[float],
+    compiled: list[bool],
     batches: list[tuple[int, int, int]],
     accumulation: int,
     rows: int,
     layer_params: int,
 ) -> dict[str, Any]:
-    """Step rate over the steady window; warm-up is from trainer.train() to the end of the last warm-up step."""
+    """Step rate over the steady window. Warm-up is from trainer.train() to the end of the last warm-up step,
+    plus the window's one-time steps (late recompiles), which the rate leaves out."""
     if len(times) < 2 or len(batches) < len(times) * accumulation:
         raise RuntimeError(f"{config.name}: {len(times)} steps and {len(batches)} batches recorded; cannot time it")
     ends = [begin, *times]
@@ -338,34 +507,58 @@ def summarize(
     warmup = warmup_steps(durations, minimum=1 if len(durations) < 10 else 3)
     warmup = min(warmup, len(durations) - 1)
     steps_per_epoch = math.ceil(rows / config.batch) if config.dynamic else None
-    window = timed_window(len(durations), warmup, steps_per_epoch)
-    window_s = ends[warmup + window] - ends[warmup]
+    window = range(warmup, warmup + timed_window(len(durations), warmup, steps_per_epoch))
+    late = one_time_steps(durations, compiled, window)
+    timed = [step for step in window if step not in late]
+    timed_s = sum(durations[step] for step in timed)
     per_step = [
         tuple(sum(values) for values in zip(*batches[step * accumulation : (step + 1) * accumulation], strict=True))
-        for step in range(warmup, warmup + window)
+        for step in timed
     ]
     samples, real, padded = (sum(values) for values in zip(*per_step, strict=True))
-    samples_per_s = samples / window_s
-    warmup_s = ends[warmup] - begin
+    samples_per_s = samples / timed_s
+    warmup_s = ends[warmup] - begin + sum(durations[step] for step in late)
     return {
         "config": config.name,
         "label": config.label,
         "global_batch": config.batch,
         "steps": len(durations),
         "warmup_steps": warmup,
-        "timed_steps": window,
+        "one_time_steps": len(late),
+        "timed_steps": len(timed),
+        "compiled_steps": sum(compiled[: len(durations)]),
         "warmup_s": warmup_s,
         "first_step_s": durations[0],
-        "timed_s": window_s,
-        "step_ms_median": 1e3 * statistics.median(durations[warmup : warmup + window]),
+        "timed_s": timed_s,
+        "step_ms_median": 1e3 * statistics.median(durations[step] for step in timed),
         "samples_per_s": samples_per_s,
-        "real_tokens_per_s": real / window_s,
-        "padded_tokens_per_s": padded / window_s,
+        "real_tokens_per_s": real / timed_s,
+        "padded_tokens_per_s": padded / timed_s,
         "padding_fraction": 1 - real / padded,
-        "useful_tflops": 6 * layer_params * real / window_s / 1e12,
-        "processed_tflops": 6 * layer_params * padded / window_s / 1e12,
+        "useful_tflops": 6 * layer_params * real / timed_s / 1e12,
+        "processed_tflops": 6 * layer_params * padded / timed_s / 1e12,
         "projected_10_epoch_s": projected_wall_s(warmup_s, samples_per_s),
     }
+
+
+def try_config(
+    config: Config, args: argparse.Namespace, workspace: Workspace, device: str, matmul_tflops: float | None
+) -> dict[str, Any] | str:
+    """The configuration's result, or why it failed: on a GPU lent for minutes, one configuration's failure
+    (a CUDA graph error, say) must not cost the others their measurement."""
+    try:
+        return run_config(config, args, workspace, device, matmul_tflops)
+    except Exception as error:  # reported in the JSON and the exit status
+        traceback.print_exc()
+        return f"{type(error).__name__}: {error}"
+
+
+def free_device(device: str) -> None:
+    """Collects what a finished or failed configuration left: its Trainer's cycles, compiled graphs, cached blocks."""
+    gc.collect()
+    torch._dynamo.reset()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def release(trainer: Trainer, device: str) -> None:
@@ -376,10 +569,7 @@ def release(trainer: Trainer, device: str) -> None:
     trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None  # type: ignore[assignment]
     trainer.callback_handler.model = trainer.callback_handler.optimizer = None
     del trainer
-    gc.collect()
-    torch._dynamo.reset()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    free_device(device)
     if model is not None and model() is not None:
         print("warning: the previous configuration's model is still referenced; peak memory may include it")
 
@@ -417,7 +607,7 @@ def _number(value: float | None, digits: int = 0, unit: str = "") -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    """One Markdown table: the project's configurations, then the anchor's rows if it ran."""
+    """One Markdown table: the project's configurations in their numbered order, then the anchor's rows."""
     base = next((r["samples_per_s"] for r in report["results"] if r["config"] == "recipe_fp32"), None)
     peak = report["info"]["bf16_matmul_tflops"]
     lines = [
@@ -425,12 +615,12 @@ def table(report: dict[str, Any]) -> str:
         "| warm-up s (steps) | peak GPU GB | 10 epochs s | vs (1) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["results"]:
+    for r in sorted(report["results"], key=lambda result: list(CONFIGS).index(result["config"])):
         lines.append(
             f"| {r['label']} | {r['global_batch']} | {_number(r['samples_per_s'])} | {_number(r['real_tokens_per_s'])} "
             f"| {_tflops(r['useful_tflops'])} | {_number(r['bf16_fraction'] and 100 * r['bf16_fraction'], 1, '%')} "
             f"| {_tflops(r['processed_tflops'])} "
-            f"| {r['warmup_s']:.1f} ({r['warmup_steps']}) | {_number(r['peak_gpu_memory_gb'], 1)} "
+            f"| {r['warmup_s']:.1f} ({_warmup_steps(r)}) | {_number(r['peak_gpu_memory_gb'], 1)} "
             f"| {_number(r['projected_10_epoch_s'])} | {_ratio(r['samples_per_s'], base)} |"
         )
     for r in (report.get("anchor") or {}).get("results", []):
@@ -443,6 +633,11 @@ def table(report: dict[str, Any]) -> str:
             f"| {_ratio(r['samples_per_s'], base)} |"
         )
     return "\n".join(lines)
+
+
+def _warmup_steps(result: dict[str, Any]) -> str:
+    late = result.get("one_time_steps")
+    return f"{result['warmup_steps']}+{late}" if late else str(result["warmup_steps"])
 
 
 def _tflops(value: float) -> str:
@@ -479,6 +674,7 @@ def cpu_name() -> str:
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
+    report["table"] = table(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -519,29 +715,40 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     size = args.model_size if args.model_size != "auto" else ("base" if device == "cuda" else "tiny")
     anchor_script = find_anchor_script(args.anchor_script) if args.with_anchor else None
     matmul_tflops = bf16_matmul_tflops(device)
-    report: dict[str, Any] = {"info": machine_info(device, size, matmul_tflops), "results": [], "anchor": None}
+    report: dict[str, Any] = {
+        "info": machine_info(device, size, matmul_tflops),
+        "results": [],
+        "failed": {},
+        "anchor": None,
+    }
     print(f"training benchmark on {report['info']['device']}, {size} model, configs {', '.join(args.configs)}")
+    if anchor_script:  # first: it is short, and a run cut off at a time limit still has the reference
+        report["anchor"] = run_anchor(anchor_script, args.anchor_configs, device)
+        write_report(args.output, report)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as root, quiet():
         workspace = Workspace(Path(root), synthetic.build_model(Path(root) / "model", size), {})
         synthetic.write_rows(Path(root) / "validation.jsonl", VALIDATION_ROWS, seed=1)
         for name in args.configs:
-            result = run_config(CONFIGS[name], args, workspace, device, matmul_tflops)
-            report["results"].append(result)
+            result = try_config(CONFIGS[name], args, workspace, device, matmul_tflops)
+            if isinstance(result, str):
+                report["failed"][name] = result
+                free_device(device)
+                print(f"  {name}: failed: {result}", flush=True)
+            else:
+                report["results"].append(result)
+                print(
+                    f"  {name}: {result['samples_per_s']:,.0f} samples/s, warm-up {result['warmup_s']:.1f} s, "
+                    f"{result['timed_steps']} steps timed",
+                    flush=True,
+                )
             write_report(args.output, report)  # a partial report survives a later failure or timeout
-            print(
-                f"  {name}: {result['samples_per_s']:,.0f} samples/s, warm-up {result['warmup_s']:.1f} s, "
-                f"{result['timed_steps']} steps timed",
-                flush=True,
-            )
-    if anchor_script:
-        report["anchor"] = run_anchor(anchor_script, args.anchor_configs, device)
-    report["table"] = table(report)
-    write_report(args.output, report)
     print(report["table"])
     print(f"input lengths: {synthetic.LENGTH_DISTRIBUTION}; FLOPs: {FLOP_FORMULA}")
     if report["info"]["note"]:
         print(report["info"]["note"])
     print(f"wrote {args.output}")
+    if report["failed"]:
+        raise SystemExit(f"error: configuration(s) failed: {', '.join(report['failed'])} (see 'failed' in the JSON)")
     return report
 
 

@@ -19,6 +19,12 @@ RECIPE_MAX_LENGTH = 512
 # TrainingArguments optimizers that need nothing beyond torch and transformers (the others need
 # bitsandbytes, galore, torchao, ... which the training image does not have).
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor", "sgd", "adagrad", "rmsprop")
+# torch.compile's inductor modes, and "cudagraphs": torch's cudagraphs backend instead of inductor (the model's
+# own kernels, unfused, so it compiles in seconds, not minutes). CUDA_GRAPH_MODES replay a step's kernels as
+# CUDA graphs: one launch instead of hundreds.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune", "cudagraphs")
+DEFAULT_PAD_MULTIPLE = 8  # tensor-core friendly; every batch still gets its own width
 # Set by the training instance's bootstrap (training/bootstrap.sh), never through trainArgs.
 BOOTSTRAP_FLAGS = ("--output-dir",)
 
@@ -36,6 +42,13 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a non-negative integer")
     return number
 
 
@@ -73,7 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pad-to-max-length", action="store_true", help="pad every tweet to --max-length (the recipe)")
     parser.add_argument("--max-length", type=_positive_int, help=f"default: {RECIPE_MAX_LENGTH} or the model's")
+    parser.add_argument(
+        "--pad-to-multiple-of",
+        type=_positive_int,
+        default=DEFAULT_PAD_MULTIPLE,
+        help="pad each batch's width up to a multiple of this; with --max-length it bounds the widths a run "
+        "sees to max-length / N, which CUDA graphs need (one graph per shape)",
+    )
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="torch.compile")
+    parser.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default="default",
+        help="torch.compile mode (inductor), or cudagraphs: CUDA graphs of the unfused kernels, compiled in seconds; "
+        f"{', '.join(CUDA_GRAPH_MODES)} replay CUDA graphs (no gradient accumulation)",
+    )
+    parser.add_argument(
+        "--dataloader-workers",
+        type=_non_negative_int,
+        default=0,
+        help="processes that collate batches beside the training loop, kept for the whole run (0: in the loop)",
+    )
+    parser.add_argument(
+        "--run-ahead",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let the host queue the next step while the GPU runs this one: non-blocking input copies and no "
+        "per-step read of the loss (a NaN or infinite loss is then logged as such instead of being left out)",
+    )
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
     parser.add_argument("--optim", default="adamw_torch_fused", choices=OPTIMIZERS, help="a TrainingArguments optim")
     parser.add_argument("--seed", type=int, default=42)
@@ -108,6 +148,8 @@ def check(args: argparse.Namespace) -> argparse.Namespace:
     problem = data_files_problem(args.train_file, args.validation_file, args.test_file)
     if problem:
         raise ArgumentsError(problem)
+    if args.compile_mode != "default" and not args.compile:
+        raise ArgumentsError(f"--compile-mode {args.compile_mode} needs --compile; drop one of them")
     return args
 
 

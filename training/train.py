@@ -40,8 +40,8 @@ from transformers import (
 )
 from transformers.utils import is_torch_bf16_gpu_available
 
-from training.arguments import RECIPE_MAX_LENGTH, parse_args
-from training.batching import BatchPlanError, plan_batches, process_count
+from training.arguments import CUDA_GRAPH_MODES, RECIPE_MAX_LENGTH, parse_args
+from training.batching import BatchPlan, BatchPlanError, plan_batches, process_count
 from training.checkpoints import resumable_checkpoint
 from training.data import HELD_OUT, LABELS, DataError, load_splits, tokenize, uses_files
 from training.metrics_callback import metrics_callbacks
@@ -66,6 +66,7 @@ def training_arguments(args: argparse.Namespace, world_size: int) -> TrainingArg
     with --pad-to-max-length every batch is 512 wide anyway, so sampling stays random like the recipe's.
     """
     plan = plan_batches(args.global_batch_size, world_size, args.max_device_batch_size)
+    check_compile_mode(args, plan)
     bf16 = args.bf16 and bf16_available()
     if args.bf16 and not bf16:
         log.warning("this GPU cannot do bf16; training in fp32")
@@ -87,14 +88,40 @@ def training_arguments(args: argparse.Namespace, world_size: int) -> TrainingArg
         greater_is_better=True,
         bf16=bf16,
         optim=args.optim,
-        torch_compile=args.compile,
+        **compile_options(args),
         train_sampling_strategy="random" if args.pad_to_max_length else "group_by_length",
         ddp_find_unused_parameters=False,  # a sequence classifier uses every parameter; skip DDP's search
         use_cpu=not on_gpu,
         dataloader_pin_memory=on_gpu,
+        dataloader_num_workers=args.dataloader_workers,
+        dataloader_persistent_workers=args.dataloader_workers > 0,  # forked once, not again every epoch
+        # --run-ahead: the two places where Trainer waits for the GPU every step, neither part of the optimisation
+        accelerator_config={"non_blocking": args.run_ahead and on_gpu},
+        logging_nan_inf_filter=not args.run_ahead,
         seed=args.seed,
         report_to="none",
     )
+
+
+def compile_options(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainingArguments' torch.compile fields: inductor in the mode given, or the cudagraphs backend."""
+    if not args.compile:
+        return {"torch_compile": False}
+    if args.compile_mode == "cudagraphs":
+        return {"torch_compile": True, "torch_compile_backend": "cudagraphs"}
+    return {"torch_compile": True, "torch_compile_mode": None if args.compile_mode == "default" else args.compile_mode}
+
+
+def check_compile_mode(args: argparse.Namespace, plan: BatchPlan) -> None:
+    """CUDA graphs replay into fixed memory: the gradients one micro-batch leaves in .grad are overwritten by
+    the next replay, so accumulating them fails mid-run (torch's cudagraph trees name this case in their
+    error). Refused before anything loads, on CPU too, so a local run finds it first."""
+    if args.compile and args.compile_mode in CUDA_GRAPH_MODES and plan.accumulation > 1:
+        raise BatchPlanError(
+            f"--compile-mode {args.compile_mode} replays CUDA graphs, which cannot accumulate gradients, and the "
+            f"global batch {args.global_batch_size} takes {plan.accumulation} micro-batches per process here; "
+            "raise --max-device-batch-size or use --compile-mode default"
+        )
 
 
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -171,7 +198,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob:
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=args.pad_to_multiple_of),
         compute_metrics=compute_metrics,
         callbacks=metrics_callbacks(),
     )
@@ -194,6 +221,11 @@ def setup_summary(trainer: Trainer, resumed_from: str | None) -> dict[str, Any]:
         "global_batch_size": args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "bf16": args.bf16,
         "torch_compile": args.torch_compile,
+        "torch_compile_backend": args.torch_compile_backend if args.torch_compile else None,
+        "torch_compile_mode": (args.torch_compile_mode or "default") if args.torch_compile else None,
+        "pad_to_multiple_of": getattr(trainer.data_collator, "pad_to_multiple_of", None),
+        "dataloader_workers": args.dataloader_num_workers,
+        "run_ahead": not args.logging_nan_inf_filter,
         "optim": getattr(args.optim, "value", args.optim),
         "train_sampling_strategy": str(args.train_sampling_strategy),
         "device": str(args.device),

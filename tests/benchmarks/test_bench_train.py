@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # everything is local; never reach for the Hub
 
 from benchmarks import synthetic
-from benchmarks.train import CONFIGS, PROJECTED_SAMPLES, main, timed_window, warmup_steps
+from benchmarks.train import CONFIGS, PROJECTED_SAMPLES, main, one_time_steps, summarize, timed_window, warmup_steps
 
 # The anchor script stands in for ../shared/bench/anchor_train_step.py, which CI may not have: same CLI
 # and output file, canned numbers, so the plumbing of --with-anchor is tested without its run time.
@@ -42,7 +43,7 @@ FAKE_ANCHOR = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
-    """One CPU run of all four configurations (compile off: inductor alone would take ~40 s on 2 cores)."""
+    """One CPU run of every configuration (compile off: inductor alone would take ~40-70 s on 2 cores)."""
     root = tmp_path_factory.mktemp("bench-train")
     anchor = root / "anchor_train_step.py"
     anchor.write_text(FAKE_ANCHOR)
@@ -90,6 +91,21 @@ def test_configurations_get_the_flags_they_name(smoke: tuple[dict[str, Any], Pat
     assert padding["project_default"] < padding["recipe_fp32"]
 
 
+def test_lean_step_configurations_train_on_a_few_bucketed_shapes(smoke: tuple[dict[str, Any], Path, str]) -> None:
+    results = {result["config"]: result for result in smoke[0]["results"]}
+    for name in ("cuda_graphs", "cuda_graphs_unfused"):
+        setup = results[name]["setup"]
+        assert (setup["pad_to_multiple_of"], setup["dataloader_workers"], setup["run_ahead"]) == (32, 2, True)
+        assert setup["global_batch_size"] == results["project_default"]["setup"]["global_batch_size"]
+        assert "--no-compile" in results[name]["flags"]  # the smoke in make test compiles nothing
+        assert "--compile-mode" not in results[name]["flags"]
+        widths = [width for _, width in results[name]["batch_shapes"]]
+        assert widths and all(width % 32 == 0 and width <= synthetic.LENGTH_MAX for width in widths)
+    default = results["project_default"]["setup"]
+    assert (default["pad_to_multiple_of"], default["dataloader_workers"], default["run_ahead"]) == (8, 0, False)
+    assert all(width % 8 == 0 for _, width in results["project_default"]["batch_shapes"])
+
+
 def test_derived_figures_follow_the_documented_formulas(smoke: tuple[dict[str, Any], Path, str]) -> None:
     report, _, _ = smoke
     results = {result["config"]: result for result in report["results"]}
@@ -131,6 +147,49 @@ def test_warmup_ends_after_the_last_early_outlier() -> None:
     assert warmup_steps([40.0, 0.1, 0.1, 30.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], minimum=1) == 4
     assert warmup_steps([0.1] * 10, minimum=3) == 3
     assert warmup_steps([9.0, *[0.1] * 8, 5.0], minimum=1) == 1  # a late slow step stays in the timed window
+
+
+def test_a_late_recompile_counts_as_warm_up_and_a_late_slow_step_does_not() -> None:
+    durations = [30.0, *[0.1] * 6, 20.0, 0.1, 0.1, 0.1, 2.0]  # a recompile at step 7, a slow step at 11
+    compiled = [True, *[False] * 6, True, False, False, False, False]
+    assert one_time_steps(durations, compiled, range(1, 12)) == [7]
+    config = CONFIGS["cuda_graphs"]
+    batches = [(128, 4000, 4096)] * len(durations)
+    times = list(itertools.accumulate(durations))
+    result = summarize(config, 0.0, times, compiled, batches, 1, rows=128 * len(durations), layer_params=1)
+    assert (result["warmup_steps"], result["one_time_steps"], result["timed_steps"]) == (3, 1, 8)
+    assert math.isclose(result["warmup_s"], 30.0 + 0.1 + 0.1 + 20.0)
+    assert math.isclose(result["timed_s"], 0.1 * 7 + 2.0)  # the slow step that did not compile stays timed
+    assert math.isclose(result["samples_per_s"], 8 * 128 / 2.7)
+
+
+def test_on_cpu_the_smoke_drops_what_it_cannot_compile() -> None:
+    lean = CONFIGS["cuda_graphs"]
+    assert lean.run_flags("cuda", compile_allowed=False) == lean.flags
+    assert lean.run_flags("cpu", compile_allowed=True) == lean.flags
+    dropped = lean.run_flags("cpu", compile_allowed=False)
+    assert dropped[-1] == "--no-compile" and "--compile-mode" not in dropped and "reduce-overhead" not in dropped
+    assert len(dropped) == len(lean.flags) - 1
+    assert CONFIGS["project_default"].run_flags("cpu", compile_allowed=True) == ("--no-compile",)
+
+
+def test_a_failing_configuration_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
+    """A CUDA-graph mode cannot accumulate gradients: with micro-batches of 8, configuration (5) is refused
+    before it loads anything; (1) still runs, accumulating two micro-batches per step, and is profiled."""
+    output = tmp_path / "bench-train.json"
+    argv = ["--device", "cpu", "--configs", "5,1", "--max-device-batch-size", "8", "--steps", "2"]
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit, match="failed: cuda_graphs"):
+        main([*argv, "--profile-steps", "1", "--output", str(output)])
+    report = json.loads(output.read_text())
+    assert "cannot accumulate gradients" in report["failed"]["cuda_graphs"]
+    (result,) = report["results"]
+    assert (result["config"], result["setup"]["gradient_accumulation_steps"], result["timed_steps"]) == (
+        "recipe_fp32",
+        2,
+        1,
+    )
+    assert result["profile"]["steps"] == 1 and result["profile"]["wall_ms_per_step"] > 0
+    assert "aten::" in Path(result["profile"]["tables"]).read_text()  # the operators the profiled step ran
 
 
 def test_timed_window_covers_whole_epochs_when_one_fits() -> None:

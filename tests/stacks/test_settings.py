@@ -105,6 +105,7 @@ def test_autoscaling_range_must_be_ordered_and_contain_the_instance_count() -> N
         ({"trainArgs": "--learning-rat 1e-5"}, "unrecognized argument --learning-rat (did you mean --learning-rate?)"),
         ({"trainArgs": "--epoch 3"}, "unrecognized argument --epoch (did you mean --epochs?)"),  # no abbreviations
         ({"trainArgs": "--output-dir /x"}, "--output-dir is set by the training instance"),
+        ({"trainArgs": "--no-compile --compile-mode cudagraphs"}, "--compile-mode cudagraphs needs --compile"),
         ({"trainingInstanceType": "g5.xlarg"}, "did you mean g5.xlarge?"),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from training.arguments import OPTIMIZERS, parse_args
+from training.arguments import OPTIMIZERS, ArgumentsError, check_user_flags, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,3 +32,21 @@ def test_the_parser_imports_neither_torch_nor_transformers() -> None:
     probe = "import sys, training.arguments; print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_lean_step_flags_parse_and_a_contradiction_is_refused() -> None:
+    lean = ["--pad-to-multiple-of", "32", "--compile-mode", "reduce-overhead", "--dataloader-workers", "2"]
+    args = check_user_flags([*lean, "--run-ahead"])
+    assert (args.pad_to_multiple_of, args.compile_mode, args.dataloader_workers, args.run_ahead) == (
+        32,
+        "reduce-overhead",
+        2,
+        True,
+    )
+    defaults = check_user_flags([])
+    assert (defaults.pad_to_multiple_of, defaults.compile_mode, defaults.dataloader_workers) == (8, "default", 0)
+    assert not defaults.run_ahead
+    with pytest.raises(ArgumentsError, match=r"^--compile-mode cudagraphs needs --compile; drop one of them$"):
+        check_user_flags(["--compile-mode", "cudagraphs", "--no-compile"])
+    with pytest.raises(ArgumentsError, match=r"argument --dataloader-workers: -1 is not a non-negative integer"):
+        check_user_flags(["--dataloader-workers", "-1"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from accelerate.utils import DynamoBackend
 from sklearn.metrics import recall_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -23,7 +24,7 @@ from tests.training.conftest import FakeHub
 from training.arguments import parse_args
 from training.checkpoints import resumable_checkpoint
 from training.tiny_model import LABELS, make_texts
-from training.train import build_job
+from training.train import build_job, main, setup_summary
 
 METRIC_KEYS = {"eval_loss", "eval_recall", "eval_accuracy", "train_runtime", "train_samples_per_second", "epoch"}
 TEST_METRIC_KEYS = {"test_loss", "test_recall", "test_accuracy"}
@@ -91,6 +92,54 @@ def test_recipe_flags_build_bf16_and_fused_adamw(tmp_path: Path, train_argv: Cal
     assert isinstance(optimizer, torch.optim.AdamW)
     assert optimizer.defaults["fused"]
     assert trainer.accelerator.mixed_precision == "bf16"  # accelerate wraps forward in bf16 autocast
+
+
+def test_lean_step_flags_reach_the_trainer(tmp_path: Path, train_argv: Callable[..., list[str]]) -> None:
+    """The benchmark's configuration (5) through the project's own flags: what Trainer and accelerate get."""
+    lean = ("--pad-to-multiple-of", "32", "--dataloader-workers", "2", "--run-ahead", "--compile")
+    trainer = build_job(parse_args(train_argv(tmp_path, *lean, "--compile-mode", "reduce-overhead"))).trainer
+    assert trainer.accelerator.state.dynamo_plugin.mode == "reduce-overhead"  # what torch.compile is called with
+    assert (trainer.args.dataloader_num_workers, trainer.args.dataloader_persistent_workers) == (2, True)
+    assert not trainer.args.logging_nan_inf_filter  # no per-step read of the loss
+    widths = {batch["input_ids"].shape[1] for batch in trainer.get_train_dataloader()}  # collated by the workers
+    assert widths and all(width % 32 == 0 for width in widths)
+    default = build_job(parse_args(train_argv(tmp_path / "default", "--compile"))).trainer
+    assert default.accelerator.state.dynamo_plugin.mode == "default"
+    setups = [setup_summary(job, None) for job in (trainer, default)]
+    lean_keys = ("torch_compile_mode", "pad_to_multiple_of", "dataloader_workers", "run_ahead")
+    assert [[setup[key] for key in lean_keys] for setup in setups] == [
+        ["reduce-overhead", 32, 2, True],
+        ["default", 8, 0, False],
+    ]
+
+
+def test_cudagraphs_mode_compiles_with_the_cudagraphs_backend(
+    tmp_path: Path, train_argv: Callable[..., list[str]]
+) -> None:
+    trainer = build_job(parse_args(train_argv(tmp_path, "--compile", "--compile-mode", "cudagraphs"))).trainer
+    assert trainer.accelerator.state.dynamo_plugin.backend == DynamoBackend.CUDAGRAPHS
+    assert trainer.accelerator.state.dynamo_plugin.mode == "default"  # the backend takes no inductor mode
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
+def test_lean_step_run_trains_and_saves_a_plain_model(
+    tmp_path: Path, run_training: Callable[..., dict[str, Any]]
+) -> None:
+    """Configuration (6) end to end on CPU: dynamo and AOTAutograd trace the model for the cudagraphs backend
+    (which replays eagerly on CPU), workers collate 32-token buckets, and the host runs ahead."""
+    lean = ("--pad-to-multiple-of", "32", "--dataloader-workers", "2", "--run-ahead")
+    metrics = run_training(tmp_path, *lean, "--compile", "--compile-mode", "cudagraphs", "--epochs", "1")
+    assert metrics["setup"]["torch_compile_backend"] == "cudagraphs"
+    assert_saved_model_predicts(tmp_path / "model", minimum_accuracy=0.4)
+
+
+def test_cuda_graph_modes_refuse_gradient_accumulation_before_loading_anything(
+    tmp_path: Path, train_argv: Callable[..., list[str]]
+) -> None:
+    argv = train_argv(tmp_path, "--compile", "--compile-mode", "cudagraphs", "--max-device-batch-size", "16")
+    with pytest.raises(SystemExit, match=r"^error: --compile-mode cudagraphs replays CUDA graphs, which cannot accum"):
+        main(argv)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
