@@ -292,20 +292,31 @@ def _accept_graviton_endpoints() -> None:
     models.FakeEndpointConfig.validate_instance_type = lambda self, instance_type: None  # type: ignore[method-assign]
 
 
+class _Modelled:
+    """What the resources modelled here share: a physical id, no name property, nothing to delete. Mixed
+    into a direct subclass of moto's CloudFormationModel, which is how moto finds its models."""
+
+    def __init__(self, physical_resource_id: str) -> None:
+        self.physical_resource_id = physical_resource_id
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        return None
+
+
 def _model_wait_condition_handles(base_url: str) -> None:
     """SERVER gap: a WaitConditionHandle whose Ref is a URL of the recorder, as AWS's is a presigned URL."""
     from moto.cloudformation import parsing
     from moto.core.common_models import CloudFormationModel
 
-    class WaitConditionHandle(CloudFormationModel):
+    class WaitConditionHandle(_Modelled, CloudFormationModel):
         __module__ = "moto.cloudformation.emulated"  # moto files every model under its service's name
-
-        def __init__(self, url: str) -> None:
-            self.physical_resource_id = url
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
 
         @staticmethod
         def cloudformation_type() -> str:
@@ -318,12 +329,6 @@ def _model_wait_condition_handles(base_url: str) -> None:
             stack_name = kwargs["StackId"].split("/")[1]
             return cls(f"{base_url}/{stack_name}/{kwargs['LogicalId']}?X-Amz-Signature=emulated")
 
-        @classmethod
-        def delete_from_cloudformation_json(
-            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-        ) -> None:
-            return None
-
     parsing.NULL_MODELS.remove(WaitConditionHandle.cloudformation_type())
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
@@ -334,15 +339,8 @@ def _model_placement_groups() -> None:
     from moto.cloudformation import parsing
     from moto.core.common_models import CloudFormationModel
 
-    class PlacementGroup(CloudFormationModel):
+    class PlacementGroup(_Modelled, CloudFormationModel):
         __module__ = "moto.ec2.emulated"  # moto files every model under its service's name
-
-        def __init__(self, name: str) -> None:
-            self.physical_resource_id = name
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
 
         @staticmethod
         def cloudformation_type() -> str:
@@ -361,12 +359,6 @@ def _model_placement_groups() -> None:
             cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
         ) -> PlacementGroup:
             return cls(f"{kwargs['StackId'].split('/')[1]}-{kwargs['LogicalId']}")
-
-        @classmethod
-        def delete_from_cloudformation_json(
-            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-        ) -> None:
-            return None
 
     parsing.get_model_map.cache_clear()
 
