@@ -122,12 +122,13 @@ def _training(stack: TrainingStack) -> None:
         f"/{stack.settings.run_prefix}/*]",
         "The training instance writes checkpoints, metrics and model.tar.gz under its own run's prefix only.",
     )
-    acknowledge(
-        stack.instance,
-        "EC29",
-        "A one-job instance that terminates itself when training ends; termination protection would keep a "
-        "GPU billing and block cdk destroy.",
-    )
+    for instance in stack.instances:
+        acknowledge(
+            instance,
+            "EC29",
+            "A one-job instance that terminates itself when training ends; termination protection would keep a "
+            "GPU billing and block cdk destroy.",
+        )
     skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
     ignore_cfn_lint(
         stack,

@@ -22,7 +22,7 @@ from stacks.images import (
     min_compute_capability,
     training_image,
 )
-from stacks.instance_types import GPU_INSTANCE_TYPES, OSS_DRIVER_MIN_COMPUTE_CAPABILITY, families
+from stacks.instance_types import EFA_INTERFACES, GPU_INSTANCE_TYPES, OSS_DRIVER_MIN_COMPUTE_CAPABILITY, families
 from training.arguments import ArgumentsError, check_user_flags
 
 # CloudWatch Logs accepts only these retention periods.
@@ -134,6 +134,13 @@ OPTIONS: tuple[Option, ...] = (
         _one_of_suggesting(GPU_INSTANCE_TYPES),
         f"a GPU instance type of the families {', '.join(families())} (each size: stacks/instance_types.py)",
         "EC2 instance type of the training instance.",
+    ),
+    Option(
+        "trainingInstanceCount",
+        1,
+        _integer(1, 16),
+        "an integer from 1 to 16",
+        "Instances that train as one torchrun job; above 1 an EFA type (README, Scale-out).",
     ),
     Option(
         "rootVolumeSize",
@@ -270,6 +277,7 @@ class Settings:
     region: str
     prefix: str
     training_instance_type: str
+    training_instance_count: int
     root_volume_size: int
     dlami_ssm_parameter: str
     image_pair: str
@@ -306,6 +314,7 @@ class Settings:
         self._check_autoscaling_range()
         if self.trains:
             self._check_gpu_generation()
+            self._check_cluster_type()
             self._check_batch_split()
         self._check_endpoint_architecture()
 
@@ -345,14 +354,26 @@ class Settings:
                     f"supports; allowed is a GPU of compute capability {floor} or newer (g4dn, g5, g6, p4d, p5, ...)"
                 )
 
+    def _check_cluster_type(self) -> None:
+        """Instances of one torchrun job talk over EFA (stacks/training_cluster.py); a type without it cannot."""
+        if self.training_instance_count > 1 and not GPU_INSTANCE_TYPES[self.training_instance_type].efa_interfaces:
+            raise SettingsError(
+                f"context 'trainingInstanceCount' = '{self.training_instance_count}' is invalid: "
+                f"{self.training_instance_type} has no EFA network interface, which training across instances "
+                f"needs; allowed is 1, or a trainingInstanceType with EFA ({', '.join(EFA_INTERFACES)})"
+            )
+
     def _check_batch_split(self) -> None:
         """Every process takes an equal share of the global batch (training/batching.py)."""
-        gpus = GPU_INSTANCE_TYPES[self.training_instance_type].gpus
+        gpus = GPU_INSTANCE_TYPES[self.training_instance_type].gpus * self.training_instance_count
         batch = check_user_flags(self.train_args.split()).global_batch_size
         if batch % gpus:
+            instances = self.training_instance_type
+            if self.training_instance_count > 1:
+                instances = f"{self.training_instance_count} x {instances}"
             raise SettingsError(
                 f"context 'trainArgs' = {self.train_args!r} is invalid: the global batch {batch} does not split "
-                f"over the {gpus} GPUs of {self.training_instance_type}; allowed is a multiple of {gpus}"
+                f"over the {gpus} GPUs of {instances}; allowed is a multiple of {gpus}"
             )
 
     def _check_endpoint_architecture(self) -> None:

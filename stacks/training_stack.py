@@ -1,7 +1,8 @@
-"""The GPU instance that trains one run, and the WaitCondition that deploy blocks on until the model exists.
+"""The GPU instance(s) that train one run, and the WaitCondition that deploy blocks on until the model exists.
 
 Everything that belongs to a run lives under a construct named after its run id, so a new run id
-replaces the instance and the WaitCondition (a fresh handle, a fresh wait) while the foundation stays.
+replaces the instances and the WaitCondition (a fresh handle, a fresh wait) while the foundation stays.
+With trainingInstanceCount above 1 the run is a cluster of instances (stacks/training_cluster.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
+from stacks.instance_types import GPU_INSTANCE_TYPES
 from stacks.secure_defaults import egress_only_security_group, log_group
 from stacks.settings import Settings
+from stacks.training_cluster import NodePlacement, TrainingCluster
 from stacks.user_data import render_user_data
 
 # Folders shipped to the instance as zip assets; the docker build context holds all three.
@@ -40,18 +43,24 @@ class TrainingStack(Stack):
         self.foundation = foundation
         bucket = foundation.artifact_bucket.bucket_name
         self.model_data_url = f"s3://{bucket}/{settings.run_prefix}/model.tar.gz"
-        self.security_group = egress_only_security_group(
-            self,
-            "InstanceSecurityGroup",
-            foundation.vpc,
-            "Training instance: no inbound rules (Session Manager only), outbound for S3/ECR/hub",
-        )
         self.log_group = log_group(self, "TrainingLogs", settings.log_retention_days)
         run = Construct(self, f"Run-{settings.run_id}")
-        assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
-        self.run_policy = self._run_policy(run, assets)
+        self.assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
+        self.run_policy = self._run_policy(run, self.assets)
         self.wait_handle = CfnWaitConditionHandle(run, "ModelReadyHandle")
-        self.instance = self._instance(run, assets)
+        self.cluster: TrainingCluster | None = None
+        if settings.training_instance_count == 1:
+            self.instances = [self._instance(run, "TrainingInstance", self._single_placement())]
+        else:
+            self.cluster = TrainingCluster(
+                run,
+                "Cluster",
+                vpc=foundation.vpc,
+                nodes=settings.training_instance_count,
+                efa_interfaces=GPU_INSTANCE_TYPES[settings.training_instance_type].efa_interfaces,
+                node=self._instance,
+            )
+            self.instances = self.cluster.nodes
         self.wait_condition = CfnWaitCondition(
             run,
             "ModelReady",
@@ -59,9 +68,9 @@ class TrainingStack(Stack):
             handle=self.wait_handle.ref,
             timeout=str(settings.wait_timeout_minutes * 60),
         )
-        self.wait_condition.node.add_dependency(self.instance)
+        self.wait_condition.node.add_dependency(*self.instances)
         CfnOutput(self, "ModelDataUrl", value=self.model_data_url)
-        CfnOutput(self, "TrainingInstanceId", value=self.instance.instance_id)
+        CfnOutput(self, "TrainingInstanceId", value=self.instances[0].instance_id)
         CfnOutput(self, "TrainingLogGroup", value=self.log_group.log_group_name)
 
     def _asset(self, scope: Construct, folder: str) -> s3_assets.Asset:
@@ -103,18 +112,33 @@ class TrainingStack(Stack):
             ],
         )
 
-    def _instance(self, scope: Construct, assets: dict[str, s3_assets.Asset]) -> ec2.Instance:
+    def _single_placement(self) -> NodePlacement:
+        """One instance in any private subnet, in a security group of the stack with no inbound rule."""
+        security_group = egress_only_security_group(
+            self,
+            "InstanceSecurityGroup",
+            self.foundation.vpc,
+            "Training instance: no inbound rules (Session Manager only), outbound for S3/ECR/hub",
+        )
+        return NodePlacement(
+            subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_group=security_group,
+            variables={},
+        )
+
+    def _instance(self, scope: Construct, construct_id: str, placement: NodePlacement) -> ec2.Instance:
         settings = self.settings
         instance = ec2.Instance(
             scope,
-            "TrainingInstance",
+            construct_id,
             vpc=self.foundation.vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            vpc_subnets=placement.subnets,
             instance_type=ec2.InstanceType(settings.training_instance_type),
             machine_image=ec2.MachineImage.from_ssm_parameter(settings.dlami_ssm_parameter),
             role=self.foundation.instance_role,
-            security_group=self.security_group,
-            require_imdsv2=True,
+            security_group=placement.security_group,
+            placement_group=placement.placement_group,
+            require_imdsv2=not placement.own_launch_template,
             detailed_monitoring=True,
             instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
             block_devices=[
@@ -128,14 +152,14 @@ class TrainingStack(Stack):
                     ),
                 )
             ],
-            user_data=ec2.UserData.custom(render_user_data(self._bootstrap_variables(assets))),
+            user_data=ec2.UserData.custom(render_user_data({**self._bootstrap_variables(), **placement.variables})),
             user_data_causes_replacement=True,
         )
         # The policy must exist before the instance boots and starts reading its assets.
         instance.node.add_dependency(self.run_policy)
         return instance
 
-    def _bootstrap_variables(self, assets: dict[str, s3_assets.Asset]) -> dict[str, str]:
+    def _bootstrap_variables(self) -> dict[str, str]:
         settings = self.settings
         run_url = f"s3://{self.foundation.artifact_bucket.bucket_name}/{settings.run_prefix}"
         return {
@@ -145,7 +169,7 @@ class TrainingStack(Stack):
             "MODEL_S3_URI": self.model_data_url,
             "METRICS_S3_URI": f"{run_url}/metrics.json",
             "CHECKPOINT_S3_URI": f"{run_url}/checkpoints",
-            **{f"{name.upper()}_ASSET_S3_URI": asset.s3_object_url for name, asset in assets.items()},
+            **{f"{name.upper()}_ASSET_S3_URI": asset.s3_object_url for name, asset in self.assets.items()},
             "TRAINING_IMAGE_URI": settings.training_image,
             "WAIT_HANDLE_URL": self.wait_handle.ref,
             "LOG_GROUP_NAME": self.log_group.log_group_name,

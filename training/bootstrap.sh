@@ -5,19 +5,34 @@
 # unpacked to $WORK_ROOT/bootstrap.sh and run; tests run this file with the variables in the
 # environment. The optional variables below have defaults; PER_BOOT_DIR is where cloud-init looks
 # for scripts to run at each boot.
+# A training cluster (stacks/training_cluster.py) runs this on each of its NODE_COUNT instances:
+# every node trains in one torchrun job whose rendezvous is node 0 (NODE0_ADDR); the node whose
+# processes include global rank 0 packages, uploads and signals SUCCESS; any node that fails
+# signals FAILURE.
 set -euo pipefail
 
 REQUIRED_VARS=(AWS_REGION RUN_ID ARTIFACT_BUCKET MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI
   TRAINING_ASSET_S3_URI INFERENCE_ASSET_S3_URI DOCKER_ASSET_S3_URI TRAINING_IMAGE_URI
   WAIT_HANDLE_URL LOG_GROUP_NAME MAX_RUNTIME_MINUTES)
 OPTIONAL_VARS=(TRAIN_ARGS KEEP_INSTANCE_ON_FAILURE WORK_ROOT CHECKPOINT_SYNC_SECONDS PER_BOOT_DIR
-  METRICS_NAMESPACE)
+  METRICS_NAMESPACE NODE_COUNT NODE_RANK NODE0_ADDR EFA_INTERFACES EFA_DEVICE_DIR RENDEZVOUS_PORT
+  RENDEZVOUS_TIMEOUT_SECONDS)
 TRAIN_ARGS=${TRAIN_ARGS:-}
 KEEP_INSTANCE_ON_FAILURE=${KEEP_INSTANCE_ON_FAILURE:-false}
 WORK_ROOT=${WORK_ROOT:-/opt/pt2}
 CHECKPOINT_SYNC_SECONDS=${CHECKPOINT_SYNC_SECONDS:-300}
 PER_BOOT_DIR=${PER_BOOT_DIR:-/var/lib/cloud/scripts/per-boot}
 METRICS_NAMESPACE=${METRICS_NAMESPACE:-} # empty: no step metrics
+NODE_COUNT=${NODE_COUNT:-1} # above 1: a training cluster, this instance its node NODE_RANK
+NODE_RANK=${NODE_RANK:-0}
+NODE0_ADDR=${NODE0_ADDR:-}
+EFA_INTERFACES=${EFA_INTERFACES:-0}
+EFA_DEVICE_DIR=${EFA_DEVICE_DIR:-/dev/infiniband}
+RENDEZVOUS_PORT=${RENDEZVOUS_PORT:-29400} # torchrun's c10d default
+# How long a node waits at the rendezvous for node 0's store and for the other nodes, which pull
+# and build the image at their own pace: torch's join default; its read default (60 s) would fail
+# a node that reaches torchrun more than a minute before node 0.
+RENDEZVOUS_TIMEOUT_SECONDS=${RENDEZVOUS_TIMEOUT_SECONDS:-600}
 export HOME=${HOME:-/root} # unset under cloud-init; docker login and the AWS CLI want one
 
 PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
@@ -61,12 +76,29 @@ check_config() {
   [[ ${MAX_RUNTIME_MINUTES:-} =~ $count ]] || problems+=("MAX_RUNTIME_MINUTES: not a positive integer")
   [[ $CHECKPOINT_SYNC_SECONDS =~ $count ]] || problems+=("CHECKPOINT_SYNC_SECONDS: not a positive integer")
   [[ $KEEP_INSTANCE_ON_FAILURE =~ ^(true|false)$ ]] || problems+=("KEEP_INSTANCE_ON_FAILURE: not true/false")
+  mapfile -t -O "${#problems[@]}" problems < <(cluster_config_problems)
   # The outputs must land where the stack granted write access and the Model looks.
   for name in MODEL_S3_URI METRICS_S3_URI CHECKPOINT_S3_URI; do
     [[ ${!name:-} == "s3://${ARTIFACT_BUCKET:-}/"* ]] || problems+=("$name: not in the artifact bucket")
   done
   ((${#problems[@]} == 0)) || { printf 'config: %s\n' "${problems[@]}" >&2; return 1; }
 }
+
+cluster_config_problems() {
+  local count='^[1-9][0-9]*$'
+  [[ $NODE_COUNT =~ $count ]] || { echo "NODE_COUNT: not a positive integer" && return; }
+  [[ $NODE_RANK =~ ^[0-9]+$ ]] && ((NODE_RANK < NODE_COUNT)) || echo "NODE_RANK: not from 0 to $((NODE_COUNT - 1))"
+  ((NODE_COUNT > 1)) || return 0
+  [[ -n $NODE0_ADDR ]] || echo "NODE0_ADDR: a cluster needs node 0's address"
+  [[ $EFA_INTERFACES =~ $count ]] || echo "EFA_INTERFACES: not a positive integer"
+  [[ $RENDEZVOUS_TIMEOUT_SECONDS =~ $count ]] || echo "RENDEZVOUS_TIMEOUT_SECONDS: not a positive integer"
+}
+
+# "node 1 of 4: " in a cluster, nothing on a single instance.
+node_label() { ((NODE_COUNT == 1)) || printf 'node %s of %s: ' "$NODE_RANK" "$NODE_COUNT"; }
+
+# CloudWatch Logs streams: <run>/<name>, and <run>/node-<rank>/<name> for each node of a cluster.
+log_stream() { ((NODE_COUNT == 1)) && echo "$RUN_ID/$1" || echo "$RUN_ID/node-$NODE_RANK/$1"; }
 
 # The WaitCondition times out after MAX_RUNTIME_MINUTES: a hung step must not bill any longer.
 schedule_watchdog() { shutdown -h "+$MAX_RUNTIME_MINUTES" "pt2 bootstrap watchdog: run $RUN_ID overran"; }
@@ -150,6 +182,46 @@ stop_checkpoint_sync() {
   SYNC_PID=
 }
 
+# Each EFA interface of the instance is one device here; missing ones would make NCCL fall back to
+# TCP sockets without a word, at a fraction of the bandwidth.
+check_efa_devices() {
+  local found=("$EFA_DEVICE_DIR"/uverbs*)
+  [[ -e ${found[0]} ]] || found=()
+  echo "EFA devices: ${found[*]:-none}"
+  ((${#found[@]} == EFA_INTERFACES)) || {
+    echo "error: expected $EFA_INTERFACES EFA devices under $EFA_DEVICE_DIR, found ${#found[@]}" >&2
+    return 1
+  }
+}
+
+# A cluster node's container takes the host's network (the rendezvous and NCCL's sockets reach the
+# other nodes directly) and every EFA device, with libfabric's EFA provider chosen, as the DLC's EC2
+# documentation and its own EFA test run it; fork-safe verbs (that test's setting: inductor's
+# compile workers fork); NCCL says at start which network it picked.
+cluster_container_options() {
+  local device
+  ((NODE_COUNT > 1)) || return 0
+  printf '%s\n' --network host -e FI_PROVIDER=efa -e RDMAV_FORK_SAFE=1 -e NCCL_DEBUG=INFO -e NCCL_DEBUG_SUBSYS=INIT,NET
+  for device in "$EFA_DEVICE_DIR"/uverbs*; do
+    printf '%s\n' --device "$device"
+  done
+}
+
+# torchrun's options: a process per GPU; in a cluster, one job of NODE_COUNT nodes whose c10d
+# rendezvous node 0 hosts. A node that gets there first waits for node 0's store (read_timeout) and
+# for the others (join_timeout) as long. torchrun ignores --node-rank with c10d (it orders the
+# nodes itself), so global rank 0 may run on any node.
+launcher_options() {
+  local gpus=$1 timeout=$RENDEZVOUS_TIMEOUT_SECONDS
+  if ((NODE_COUNT == 1)); then
+    echo "--nproc_per_node=$gpus"
+    return
+  fi
+  printf '%s\n' --nnodes "$NODE_COUNT" --nproc-per-node "$gpus" --rdzv-backend c10d \
+    --rdzv-endpoint "$NODE0_ADDR:$RENDEZVOUS_PORT" --rdzv-id "$RUN_ID" \
+    --rdzv-conf "is_host=$((NODE_RANK == 0)),join_timeout=$timeout,read_timeout=$timeout"
+}
+
 # DLC entrypoint: eval "$@". %q words pass it unchanged; exec hands SIGTERM to the command.
 exec_line() { printf 'exec' && printf ' %q' "$@"; }
 
@@ -160,18 +232,25 @@ container() {
 }
 
 train() {
-  local gpus extra
+  local gpus extra launcher cluster
   gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
   ((gpus > 0)) || { echo "nvidia-smi -L lists no GPU" >&2; return 1; }
   read -ra extra <<<"$TRAIN_ARGS" # split on spaces, no shell quoting
-  echo "training on $gpus GPU(s)"
+  mapfile -t launcher < <(launcher_options "$gpus")
+  mapfile -t cluster < <(cluster_container_options)
+  # What an earlier boot left must not pass for this run's model (holds_the_model).
+  rm -rf "$OUTPUT_DIR/model" "$OUTPUT_DIR/metrics.json" "$OUTPUT_DIR/model.tar.gz"
+  echo "$(node_label)training on $gpus GPU(s)"
   container --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 -v "$CACHE_DIR:/cache" \
     -e HF_HOME=/cache/hf -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor -e TRITON_CACHE_DIR=/cache/triton \
     --log-driver awslogs --log-opt "awslogs-region=$AWS_REGION" \
-    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$RUN_ID/training" \
-    -e RUN_ID -e METRICS_NAMESPACE "$IMAGE" \
-    "$(exec_line torchrun --nproc_per_node="$gpus" -m training.train --output-dir /workspace/output "${extra[@]}")"
+    --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$(log_stream training)" \
+    "${cluster[@]}" -e RUN_ID -e METRICS_NAMESPACE "$IMAGE" \
+    "$(exec_line torchrun "${launcher[@]}" -m training.train --output-dir /workspace/output "${extra[@]}")"
 }
+
+# Trainer writes the model and metrics.json from global rank 0 only: in a cluster, on one node.
+holds_the_model() { ((NODE_COUNT == 1)) || [[ -f $OUTPUT_DIR/metrics.json ]]; }
 
 # Downloads the endpoint's locked wheels here, where there is network, into the archive.
 package_model() {
@@ -206,9 +285,11 @@ print(json.dumps({"Status": status, "UniqueId": unique_id, "Data": data, "Reason
 PY
 }
 
-# usage: send_signal STATUS DATA REASON [LOG_FILE]
+# usage: send_signal STATUS DATA REASON [LOG_FILE]. Each node of a cluster signals under its own id.
 send_signal() {
-  signal_body "$1" "${RUN_ID:-bootstrap}" "$2" "$3" "${4:-}" >"$WORK_ROOT/signal.json"
+  local id=${RUN_ID:-bootstrap}
+  ((NODE_COUNT == 1)) || id+="-node-$NODE_RANK"
+  signal_body "$1" "$id" "$2" "$3" "${4:-}" >"$WORK_ROOT/signal.json"
   curl -sS --fail --retry 5 --retry-connrefused --max-time 60 -X PUT -H 'Content-Type:' \
     --data-binary "@$WORK_ROOT/signal.json" "$WAIT_HANDLE_URL"
   echo "sent $1 signal"
@@ -223,7 +304,8 @@ signal_success() {
 
 # put-log-events takes at most 10,000 events and 1 MB per call: one call per batch file.
 ship_logs() {
-  local batch stream=$RUN_ID/bootstrap dir=$WORK_ROOT/logs/batches
+  local batch stream dir=$WORK_ROOT/logs/batches
+  stream=$(log_stream bootstrap)
   rm -rf "$dir"
   mkdir -p "$dir"
   python3 - "$LOG_FILE" "$dir" <<'PY'
@@ -275,7 +357,7 @@ on_exit() {
   elif ((rc != 0)); then
     log "step $CURRENT_STEP: failed with exit code $rc"
     [[ -z $WAIT_HANDLE_URL ]] ||
-      send_signal FAILURE "" "step $CURRENT_STEP failed (exit $rc)" "$LOG_FILE" 2>&1 | tee -a "$LOG_FILE"
+      send_signal FAILURE "" "$(node_label)step $CURRENT_STEP failed (exit $rc)" "$LOG_FILE" 2>&1 | tee -a "$LOG_FILE"
     [[ $KEEP_INSTANCE_ON_FAILURE != true ]] || { keep_instance_message; power_off=false; }
   fi
   [[ $power_off == false ]] || log "shutting down"
@@ -299,10 +381,12 @@ main() {
   CURRENT_STEP=check-model
   if model_already_uploaded; then
     log "$MODEL_S3_URI exists: nothing to train"
+    ((NODE_RANK == 0)) || return 0 # node 0 reports it
     run_step fetch-metrics fetch_uploaded_metrics
     run_step signal-success signal_success
     return
   fi
+  ((NODE_COUNT == 1)) || run_step check-efa check_efa_devices
   run_step fetch-assets fetch_assets
   run_step ecr-login ecr_login
   run_step pull-image pull_image
@@ -312,6 +396,7 @@ main() {
   run_step train train
   stop_checkpoint_sync
   run_step sync-checkpoints sync_checkpoints_up
+  holds_the_model || { log "global rank 0 ran on another node: that node uploads the model" && return; }
   run_step package package_model
   run_step upload upload_artifacts
   run_step signal-success signal_success

@@ -45,6 +45,8 @@ ASSETS = {
 }
 
 STEP_STARTED = re.compile(r"^\S+ bootstrap: step (\S+): started$", re.MULTILINE)
+NODE0_ADDR = "10.0.1.5"
+EFA_DEVICES = 4  # a p4d.24xlarge's
 
 
 @dataclass
@@ -105,6 +107,21 @@ class Sandbox:
             "WORK_ROOT": str(self.work_root),
             "PER_BOOT_DIR": str(self.per_boot_dir),
         }
+
+    def as_cluster_node(self, rank: int, efa_devices: int = EFA_DEVICES) -> Sandbox:
+        """Node `rank` of two p4d.24xlarge nodes, with `efa_devices` EFA devices in the sandbox's /dev/infiniband."""
+        devices = self.root / "infiniband"
+        devices.mkdir(exist_ok=True)
+        for index in range(efa_devices):
+            (devices / f"uverbs{index}").touch()
+        self.env.update(
+            NODE_COUNT="2",
+            NODE_RANK=str(rank),
+            NODE0_ADDR=NODE0_ADDR,
+            EFA_INTERFACES=str(EFA_DEVICES),
+            EFA_DEVICE_DIR=str(devices),
+        )
+        return self
 
     def s3(self, key: str, bucket: str = BUCKET) -> Path:
         return self.standin_dir / "s3" / bucket / key

@@ -31,8 +31,8 @@ def test_every_step_writes_its_seconds_as_emf_with_the_run_id(sandbox: Sandbox) 
         assert directive["Metrics"] == [{"Name": emf.STEP_SECONDS, "Unit": "Seconds"}]
         assert document[emf.RUN_DIMENSION] == RUN_ID
         assert document[emf.STEP_SECONDS] >= 0
-    (training,) = [" ".join(call) for call in run.calls_to("docker", "run") if "training.train" in " ".join(call)]
-    assert " -e RUN_ID -e METRICS_NAMESPACE " in training
+    (training,) = [call for call in run.calls_to("docker", "run") if "training.train" in call[-1]]
+    assert " -e RUN_ID -e METRICS_NAMESPACE " in " ".join(training)
 
 
 def test_the_dashboards_steps_are_the_bootstraps() -> None:

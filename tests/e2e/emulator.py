@@ -42,6 +42,14 @@ SERVER  A WaitConditionHandle's Ref is a presigned S3 URL that takes the instanc
         at once. The handle's Ref becomes a URL of `WaitHandleRecorder` on loopback, which keeps
         every body the instance PUTs. The wait itself is not emulated: the inference stack is
         created before the instance has trained (on AWS it waits for SUCCESS).
+SERVER  EC2 has placement groups, and CloudFormation's AWS::EC2::PlacementGroup makes one and gives
+        its GroupName; moto has no placement groups at all, and the training cluster's instances
+        fail to resolve their PlacementGroupName. The resource is modelled here as a name (moto
+        then ignores the instance's placement, as it ignores its launch template's interfaces: the
+        round trip reads both from the deployed template).
+SERVER  CloudFormation puts an AWS::EC2::NetworkInterface into the security groups of its GroupSet;
+        moto reads a SecurityGroups property instead (which CloudFormation does not have) and puts
+        the interface into the VPC's default group. GroupSet is passed on here.
 CLIENT  The CDK CLI builds the TemplateURL of a deployment from AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION;
         moto parses path-style bucket names only for the host `localhost` (with 127.0.0.1 it looks
         for a bucket named "127"), so that one URL says localhost.
@@ -284,20 +292,31 @@ def _accept_graviton_endpoints() -> None:
     models.FakeEndpointConfig.validate_instance_type = lambda self, instance_type: None  # type: ignore[method-assign]
 
 
+class _Modelled:
+    """What the resources modelled here share: a physical id, no name property, nothing to delete. Mixed
+    into a direct subclass of moto's CloudFormationModel, which is how moto finds its models."""
+
+    def __init__(self, physical_resource_id: str) -> None:
+        self.physical_resource_id = physical_resource_id
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        return None
+
+
 def _model_wait_condition_handles(base_url: str) -> None:
     """SERVER gap: a WaitConditionHandle whose Ref is a URL of the recorder, as AWS's is a presigned URL."""
     from moto.cloudformation import parsing
     from moto.core.common_models import CloudFormationModel
 
-    class WaitConditionHandle(CloudFormationModel):
+    class WaitConditionHandle(_Modelled, CloudFormationModel):
         __module__ = "moto.cloudformation.emulated"  # moto files every model under its service's name
-
-        def __init__(self, url: str) -> None:
-            self.physical_resource_id = url
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
 
         @staticmethod
         def cloudformation_type() -> str:
@@ -310,14 +329,37 @@ def _model_wait_condition_handles(base_url: str) -> None:
             stack_name = kwargs["StackId"].split("/")[1]
             return cls(f"{base_url}/{stack_name}/{kwargs['LogicalId']}?X-Amz-Signature=emulated")
 
-        @classmethod
-        def delete_from_cloudformation_json(
-            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-        ) -> None:
-            return None
-
     parsing.NULL_MODELS.remove(WaitConditionHandle.cloudformation_type())
     parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+
+
+def _model_placement_groups() -> None:
+    """SERVER gap: AWS::EC2::PlacementGroup, as a name that Ref and Fn::GetAtt GroupName give."""
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class PlacementGroup(_Modelled, CloudFormationModel):
+        __module__ = "moto.ec2.emulated"  # moto files every model under its service's name
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::EC2::PlacementGroup"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "GroupName"
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            assert attribute_name == "GroupName", attribute_name
+            return self.physical_resource_id
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> PlacementGroup:
+            return cls(f"{kwargs['StackId'].split('/')[1]}-{kwargs['LogicalId']}")
+
     parsing.get_model_map.cache_clear()
 
 
@@ -363,6 +405,22 @@ def _apply_dropped_instance_properties() -> None:
         return instance
 
     Instance.create_from_cloudformation_json = classmethod(create_with_all_properties)  # type: ignore[assignment]
+
+
+def _apply_network_interface_group_sets() -> None:
+    """SERVER gap: the GroupSet of AWS::EC2::NetworkInterface."""
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    create = NetworkInterface.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_in_its_groups(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        groups = {**cloudformation_json, "Properties": {**properties, "SecurityGroups": properties.get("GroupSet", [])}}
+        return create(cls, resource_name, groups, account_id, region_name, **kwargs)
+
+    NetworkInterface.create_from_cloudformation_json = classmethod(create_in_its_groups)  # type: ignore[assignment]
 
 
 def _log_group_arns_as_cloudformation_gives_them() -> None:
@@ -442,6 +500,7 @@ def serve(argv: list[str] | None = None) -> None:
     os.environ.update(MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION="true", MOTO_ENABLE_AMI_VALIDATION="true")
     _apply_dropped_bucket_properties()
     _apply_dropped_instance_properties()
+    _apply_network_interface_group_sets()
     _honour_endpoint_names()
     _log_group_arns_as_cloudformation_gives_them()
     _previous_values_of_defaulted_parameters()
@@ -449,6 +508,7 @@ def serve(argv: list[str] | None = None) -> None:
     _key_policies_as_text()
     _accept_graviton_endpoints()
     _model_wait_condition_handles(args.wait_handle_url)
+    _model_placement_groups()
     _seed_dlami_parameters(args.region)
 
     from moto.server import ThreadedMotoServer

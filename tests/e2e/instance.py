@@ -9,7 +9,13 @@ the emulator's recorder (tests/e2e/emulator.py); PyPI, where the package step do
 endpoint's wheels, is a folder of the locked wheels (tests/wheel_sets.py, cached in build/wheels).
 
 The sandbox stands in for the instance's disk: `WORK_ROOT` and `PER_BOOT_DIR` (which the user data
-leaves to their defaults, /opt/pt2 and cloud-init's per-boot folder) point into it.
+leaves to their defaults, /opt/pt2 and cloud-init's per-boot folder) point into it, and so does
+`EFA_DEVICE_DIR` (/dev/infiniband), which holds one empty file per EFA device the instance type has.
+
+The nodes of a training cluster run at the same time on this machine (`start`, then `finish`): each is
+an `EmulatedInstance` of its own, one GPU each (one torchrun process per node, gloo on CPU). The
+emulator's private IPs lead nowhere here, so `on_loopback` gives node 0's address in the user data as
+127.0.0.1, and all nodes share the rendezvous port `RENDEZVOUS_PORT` (a free one instead of 29400).
 """
 
 from __future__ import annotations
@@ -58,14 +64,25 @@ def user_data(ec2: Any, instance_id: str) -> bytes:
 class EmulatedInstance:
     """One instance's disk in `root`; `boot` runs its user data, `reboot` what cloud-init runs at a later boot."""
 
-    def __init__(self, root: Path, aws_environment: dict[str, str], package_index: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        aws_environment: dict[str, str],
+        package_index: Path,
+        gpus: int = GPUS,
+        efa_devices: int = 0,
+        extra_environment: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.work_root = root / "opt-pt2"
         self.per_boot_dir = root / "per-boot"
         self.standin_dir = root / "standin"
         bin_dir = root / "bin"
-        for folder in (self.standin_dir, bin_dir, root / "home"):
+        efa_dir = root / "dev-infiniband"
+        for folder in (self.standin_dir, bin_dir, root / "home", efa_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        for index in range(efa_devices):
+            (efa_dir / f"uverbs{index}").touch()
         for name, source in STANDINS.items():
             (bin_dir / name).symlink_to(source)
         venv_bin = Path(sys.executable).parent
@@ -77,8 +94,10 @@ class EmulatedInstance:
             "WORK_ROOT": str(self.work_root),
             "PER_BOOT_DIR": str(self.per_boot_dir),
             "STANDIN_DIR": str(self.standin_dir),
-            "STANDIN_GPUS": str(GPUS),
+            "STANDIN_GPUS": str(gpus),
             "STANDIN_PYPI": str(package_index),
+            "EFA_DEVICE_DIR": str(efa_dir),
+            **(extra_environment or {}),
         }
         for tool in ("docker", "nvidia-smi", "shutdown"):
             # A real `shutdown` found first would power this machine off (tests may run as root).
@@ -96,26 +115,34 @@ class EmulatedInstance:
 
     def boot(self, script: bytes) -> Boot:
         """The first boot: cloud-init runs the user data once."""
-        path = self.root / "user-data"
-        path.write_bytes(script)
-        return self._run(["bash", str(path)])
+        return self.finish(self.start(script))
 
     def reboot(self) -> Boot:
         """A later boot: cloud-init runs the per-boot scripts, which the first boot installed."""
-        return self._run(["bash", str(self.per_boot_dir / "pt2-bootstrap.sh")])
+        return self.finish(self._start(["bash", str(self.per_boot_dir / "pt2-bootstrap.sh")]))
 
-    def _run(self, command: list[str]) -> Boot:
+    def start(self, script: bytes) -> subprocess.Popen[str]:
+        """A first boot that runs while the caller goes on (its output goes to a file: nothing blocks on a pipe)."""
+        path = self.root / "user-data"
+        path.write_bytes(script)
+        return self._start(["bash", str(path)])
+
+    def finish(self, process: subprocess.Popen[str]) -> Boot:
+        process.wait(timeout=BOOT_TIMEOUT_S)
         calls_log = self.standin_dir / "calls.log"
-        calls_log.unlink(missing_ok=True)
-        result = subprocess.run(
-            command,
-            env=self.env,
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=BOOT_TIMEOUT_S,
-            check=False,
-        )
         calls = [line.split("\t") for line in calls_log.read_text().splitlines()] if calls_log.exists() else []
-        return Boot(result.returncode, result.stdout, calls)
+        return Boot(process.returncode, (self.root / "boot.out").read_text(), calls)
+
+    def _start(self, command: list[str]) -> subprocess.Popen[str]:
+        (self.standin_dir / "calls.log").unlink(missing_ok=True)
+        with (self.root / "boot.out").open("w") as output:
+            return subprocess.Popen(
+                command, env=self.env, cwd=self.root, stdout=output, stderr=subprocess.STDOUT, text=True
+            )
+
+
+def on_loopback(script: bytes, node0_address: str) -> bytes:
+    """The user data with node 0's private IP, which the emulator made up, as this machine's loopback address."""
+    line = f"export NODE0_ADDR='{node0_address}'\n".encode()
+    assert script.count(line) == 1, "the user data does not name node 0's address once"
+    return script.replace(line, b"export NODE0_ADDR='127.0.0.1'\n")

@@ -2,9 +2,10 @@
 
 cdk bootstrap -> cdk deploy --all -> read back what CloudFormation made -> play the training instance
 (a failed first boot, then a successful one, then a reboot) -> serve the model the endpoint would
-serve -> deploy a new run -> serve an existing model without training -> cdk destroy --all -> nothing
-billable left. The real CDK CLI, the real aws CLI and boto3 talk to moto (tests/e2e/emulator.py
-lists where moto differs from AWS and how each difference is handled).
+serve -> deploy a new run on a cluster of two instances -> play both nodes, which train as one job ->
+serve an existing model without training -> cdk destroy --all -> nothing billable left. The real CDK
+CLI, the real aws CLI and boto3 talk to moto (tests/e2e/emulator.py lists where moto differs from AWS
+and how each difference is handled).
 
 The tests share one emulator and run in file order: each phase builds on the one before.
 """
@@ -26,7 +27,7 @@ import pytest
 
 from inference.serve import LocalEndpoint, free_port
 from tests.e2e.emulator import DLAMI_AMI, UNDELETED_TYPES
-from tests.e2e.instance import Boot, EmulatedInstance, user_data
+from tests.e2e.instance import Boot, EmulatedInstance, on_loopback, user_data
 from tests.e2e.local_aws import LocalAws, Stack, local_aws
 from tests.wheel_sets import locked_set
 from training import wheels
@@ -39,6 +40,9 @@ STACKS = ("foundation", "training", "inference")
 SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
+CLUSTER_RUN = "run-2"
+CLUSTER_NODES = 2
+P4D_EFA_INTERFACES = 4
 
 
 def train_args(instance_inputs: dict[str, str]) -> str:
@@ -338,26 +342,173 @@ def test_the_deployed_model_answers_the_recipe_sentence(
 # ---- later deploys and destroy ------------------------------------------------------------------------
 
 
-def test_a_new_run_replaces_the_instance_and_the_model(
-    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], trained: Played
+@dataclass
+class NewRun:
+    """The training stack after `cdk deploy --all -c runId=run-2 -c trainingInstanceCount=2`, and what it replaced."""
+
+    training: Stack
+    replaced_instance: str
+    replaced_model: str
+
+
+@pytest.fixture(scope="module")
+def new_run(aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], trained: Played) -> NewRun:
+    """The next run, on a cluster of two p4d.24xlarge."""
+    replaced_instance = _instance(aws, deployed["training"])["InstanceId"]
+    replaced_model = _model(aws, deployed["inference"])["ModelName"]
+    aws.deploy(
+        runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), trainArgs=train_args(_inside_container(inputs))
+    )
+    return NewRun(aws.stack(f"{PREFIX}-training"), replaced_instance, replaced_model)
+
+
+def test_a_new_run_on_two_instances_replaces_the_instance_and_the_model(
+    aws: LocalAws, deployed: dict[str, Stack], new_run: NewRun
 ) -> None:
-    old_instance = _instance(aws, deployed["training"])["InstanceId"]
-    old_model = _model(aws, deployed["inference"])["ModelName"]
-    aws.deploy(runId="run-2", trainArgs=train_args(_inside_container(inputs)))
-    training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
-    new_instance = _instance(aws, training)
-    assert new_instance["InstanceId"] != old_instance
+    nodes = new_run.training.physical_ids("AWS::EC2::Instance")
+    assert len(nodes) == CLUSTER_NODES
+    assert new_run.replaced_instance not in nodes
+    inference = aws.stack(f"{PREFIX}-inference")
     model = _model(aws, inference)
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
     sagemaker = aws.client("sagemaker")
     config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
+    models = [m["ModelName"] for m in sagemaker.list_models()["Models"]]
+    assert models == [model["ModelName"]] != [new_run.replaced_model]
     assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
-    assert _live_instances(aws) == [new_instance["InstanceId"]]
-    assert "export RUN_ID='run-2'" in user_data(aws.client("ec2"), new_instance["InstanceId"]).decode()
+    assert sorted(_live_instances(aws)) == sorted(nodes)
+
+
+def test_each_node_knows_its_rank_and_node0s_address_and_the_group_admits_only_itself(
+    aws: LocalAws, new_run: NewRun
+) -> None:
+    """The tokens as CloudFormation resolved them: node 0's address is its primary interface's IP."""
+    ec2 = aws.client("ec2")
+    (interface,) = ec2.describe_network_interfaces(
+        NetworkInterfaceIds=new_run.training.physical_ids("AWS::EC2::NetworkInterface")
+    )["NetworkInterfaces"]
+    variables = sorted((_exports(script) for script in _node_user_data(aws, new_run)), key=lambda v: v["NODE_RANK"])
+    assert [(v["NODE_RANK"], v["NODE_COUNT"]) for v in variables] == [("0", "2"), ("1", "2")]
+    assert {v["NODE0_ADDR"] for v in variables} == {interface["PrivateIpAddress"]}
+    assert {(v["RUN_ID"], v["EFA_INTERFACES"]) for v in variables} == {(CLUSTER_RUN, str(P4D_EFA_INTERFACES))}
+    (group,) = new_run.training.physical_ids("AWS::EC2::SecurityGroup")
+    assert [g["GroupId"] for g in interface["Groups"]] == [group]
+    (described,) = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    (rule,) = described["IpPermissions"]
+    assert rule["IpProtocol"] == "-1"
+    assert [pair["GroupId"] for pair in rule["UserIdGroupPairs"]] == [group]
+    assert rule["IpRanges"] == rule.get("Ipv6Ranges", []) == []
+
+
+def test_each_nodes_launch_template_has_an_efa_interface_per_network_card_and_one_placement_group(
+    aws: LocalAws, new_run: NewRun
+) -> None:
+    """Read from the emulator and the deployed template: moto launches the instances without them (emulator.py)."""
+    ec2 = aws.client("ec2")
+    templates = new_run.training.physical_ids("AWS::EC2::LaunchTemplate")
+    assert len(templates) == CLUSTER_NODES
+    for template in templates:
+        (version,) = ec2.describe_launch_template_versions(LaunchTemplateId=template)["LaunchTemplateVersions"]
+        interfaces = version["LaunchTemplateData"]["NetworkInterfaces"]
+        assert [(i["NetworkCardIndex"], i["DeviceIndex"]) for i in interfaces] == [(0, 0), (1, 1), (2, 1), (3, 1)]
+        assert version["LaunchTemplateData"]["MetadataOptions"]["HttpTokens"] == "required"
+    resources = aws.template(f"{PREFIX}-training")["Resources"].values()
+    groups = [r["Properties"] for r in resources if r["Type"] == "AWS::EC2::PlacementGroup"]
+    assert groups == [{"Strategy": "cluster"}]
+
+
+# ---- the cluster's nodes -------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterPlay:
+    """Both nodes' boots, node 0 first, and the WaitCondition bodies they sent."""
+
+    nodes: list[Played]
+    signals: list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def cluster_trained(
+    aws: LocalAws,
+    new_run: NewRun,
+    inputs: dict[str, Path],
+    package_index: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ClusterPlay:
+    """Both nodes boot at once from their own user data and train as one torchrun job (a CPU process each).
+
+    tests/bootstrap/test_two_nodes.py kills one of two such nodes mid-run.
+    """
+    root = tmp_path_factory.mktemp("cluster")
+    (interface,) = aws.client("ec2").describe_network_interfaces(
+        NetworkInterfaceIds=new_run.training.physical_ids("AWS::EC2::NetworkInterface")
+    )["NetworkInterfaces"]
+    rendezvous = {"RENDEZVOUS_PORT": str(free_port())}
+    scripts = sorted(_node_user_data(aws, new_run), key=lambda script: _exports(script)["NODE_RANK"])
+    instances = []
+    for rank in range(CLUSTER_NODES):
+        instance = EmulatedInstance(
+            root / f"node-{rank}",
+            aws.environment(),
+            package_index,
+            gpus=1,
+            efa_devices=P4D_EFA_INTERFACES,
+            extra_environment=rendezvous,
+        )
+        for path in inputs.values():
+            instance.stage_input(path)
+        instances.append(instance)
+    seen = len(aws.recorder.bodies)
+    processes = [
+        instance.start(on_loopback(script, interface["PrivateIpAddress"]))
+        for instance, script in zip(instances, scripts, strict=True)
+    ]
+    boots = [instance.finish(process) for instance, process in zip(instances, processes, strict=True)]
+    signals = [json.loads(body) for _, body in aws.recorder.bodies[seen:]]
+    return ClusterPlay([Played(i, boot, []) for i, boot in zip(instances, boots, strict=True)], signals)
+
+
+def test_the_cluster_trains_across_both_nodes_and_exactly_one_uploads_the_archive(
+    aws: LocalAws, deployed: dict[str, Stack], cluster_trained: ClusterPlay
+) -> None:
+    (success,) = cluster_trained.signals
+    assert success["Status"] == "SUCCESS", [node.boot.output[-2000:] for node in cluster_trained.nodes]
+    assert json.loads(success["Data"])["setup"]["processes"] == CLUSTER_NODES  # one process per node, one job
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    key = f"runs/{CLUSTER_RUN}/model.tar.gz"
+    versions = aws.client("s3").list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    assert [version["Key"] for version in versions] == [key]
+    (uploader,) = [rank for rank, node in enumerate(cluster_trained.nodes) if "step upload: done" in node.boot.output]
+    assert success["UniqueId"] == f"{CLUSTER_RUN}-node-{uploader}"
+    other = cluster_trained.nodes[1 - uploader].boot.output
+    assert "global rank 0 ran on another node: that node uploads the model" in other
+    assert all(node.boot.powered_off for node in cluster_trained.nodes)
+
+
+def test_rank_0_writes_the_checkpoint_each_rank_its_rng_state_and_s3_holds_them_all(
+    aws: LocalAws, deployed: dict[str, Stack], cluster_trained: ClusterPlay
+) -> None:
+    """What every node restores before it trains, so that a restarted job finds the whole checkpoint."""
+    checkpoint = "checkpoint-15"  # 240 rows, 16 a step
+    writers = [
+        rank
+        for rank, node in enumerate(cluster_trained.nodes)
+        if (node.instance.work_root / "output" / "checkpoints" / checkpoint / "trainer_state.json").exists()
+    ]
+    assert len(writers) == 1
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    prefix = f"runs/{CLUSTER_RUN}/checkpoints/{checkpoint}/"
+    listed = aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    names = {item["Key"].removeprefix(prefix) for item in listed}
+    assert {"trainer_state.json", "model.safetensors", "optimizer.pt", "rng_state_0.pth", "rng_state_1.pth"} <= names
+
+
+def _node_user_data(aws: LocalAws, new_run: NewRun) -> list[bytes]:
+    return [user_data(aws.client("ec2"), node) for node in new_run.training.physical_ids("AWS::EC2::Instance")]
 
 
 def test_an_existing_model_is_served_without_training(

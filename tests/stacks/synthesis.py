@@ -32,6 +32,9 @@ CUSTOM_CONTEXT = {
     "alarmEmail": "ml-oncall@example.com",
 }
 EXISTING_MODEL = "s3://someone-elses-models/roberta/model.tar.gz"
+# Training clusters: two of the default p4d.24xlarge (4 EFA each), four p5.48xlarge (32 EFA each).
+CLUSTER_CONTEXT = {"trainingInstanceCount": "2"}
+P5_CLUSTER_CONTEXT = {"trainingInstanceCount": "4", "trainingInstanceType": "p5.48xlarge", "runId": "big-1"}
 
 
 @dataclass

@@ -26,8 +26,10 @@ ACKNOWLEDGED = {
 }
 
 
-def test_synth_with_cdk_nag_has_no_unacknowledged_findings(default_app: Synthesized) -> None:
-    report = json.loads((default_app.outdir / "validation-report.json").read_text())
+@pytest.mark.parametrize("fixture", ["default_app", "cluster_app"])
+def test_synth_with_cdk_nag_has_no_unacknowledged_findings(fixture: str, request: pytest.FixtureRequest) -> None:
+    app: Synthesized = request.getfixturevalue(fixture)
+    report = json.loads((app.outdir / "validation-report.json").read_text())
     violations = [violation for plugin in report["pluginReports"] for violation in plugin.get("violations", [])]
     assert violations == []
 
@@ -53,7 +55,7 @@ def test_acknowledgements_carry_specific_reasons() -> None:
     assert len(set(reasons)) == len(reasons)
 
 
-@pytest.mark.parametrize("fixture", ["default_app", "custom_app", "existing_model_app"])
+@pytest.mark.parametrize("fixture", ["default_app", "custom_app", "existing_model_app", "cluster_app"])
 def test_cfn_lint_is_clean(fixture: str, request: pytest.FixtureRequest) -> None:
     app: Synthesized = request.getfixturevalue(fixture)
     templates = sorted(str(path) for path in app.outdir.glob("*.template.json"))
@@ -61,7 +63,7 @@ def test_cfn_lint_is_clean(fixture: str, request: pytest.FixtureRequest) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("fixture", ["default_app", "custom_app", "existing_model_app"])
+@pytest.mark.parametrize("fixture", ["default_app", "custom_app", "existing_model_app", "cluster_app"])
 def test_checkov_has_no_failed_checks_and_every_skip_is_justified(fixture: str, request: pytest.FixtureRequest) -> None:
     app: Synthesized = request.getfixturevalue(fixture)
     result = subprocess.run(
@@ -105,21 +107,30 @@ def test_real_cli_synth_writes_three_templates_offline(tmp_path: Path) -> None:
     ("context", "error"),
     [
         (
-            "rootVolumeSize=lots",
+            ["rootVolumeSize=lots"],
             "error: context 'rootVolumeSize' = 'lots' is invalid: allowed is an integer from 100 to 16384",
         ),
         (
-            "trainingInstanceTyp=g5.xlarge",
+            ["trainingInstanceTyp=g5.xlarge"],
             "error: context 'trainingInstanceTyp' is not a setting of this app; did you mean 'trainingInstanceType'?",
+        ),
+        (
+            ["trainingInstanceCount=2", "trainingInstanceType=g5.xlarge"],
+            "error: context 'trainingInstanceCount' = '2' is invalid: g5.xlarge has no EFA network interface, "
+            "which training across instances needs; allowed is 1, or a trainingInstanceType with EFA (g4dn.8xlarge, "
+            "g4dn.12xlarge, g4dn.16xlarge, g4dn.metal, g5.8xlarge, g5.12xlarge, g5.16xlarge, g5.24xlarge, "
+            "g5.48xlarge, g6e.24xlarge, g6e.48xlarge, p3dn.24xlarge, p4d.24xlarge, p4de.24xlarge, p5.48xlarge, "
+            "p5e.48xlarge, p5en.48xlarge)",
         ),
     ],
 )
 def test_real_cli_rejects_a_bad_context_value_with_one_line_and_writes_nothing(
-    tmp_path: Path, context: str, error: str
+    tmp_path: Path, context: list[str], error: str
 ) -> None:
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    options = [word for value in context for word in ("-c", value)]
     result = subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "-c", context, "--output", str(tmp_path / "out")],
+        ["npx", "--no-install", "cdk", "synth", "--quiet", *options, "--output", str(tmp_path / "out")],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -77,6 +77,9 @@ def test_an_existing_model_turns_training_off() -> None:
         ("trainArgs", "--output-dir /elsewhere"),
         ("trainArgs", "--train-file /data/train.csv"),
         ("trainingInstanceType", "p4d.xlarge"),
+        ("trainingInstanceCount", "0"),
+        ("trainingInstanceCount", "17"),
+        ("trainingInstanceCount", "two"),
         ("deleteBucketOnDestroy", "yes"),
         ("logRetentionDays", "10"),
     ],
@@ -129,6 +132,28 @@ def test_global_batch_must_split_over_the_instances_gpus() -> None:
         SettingsError, match=re.escape("the global batch 100 does not split over the 8 GPUs of p4d.24xlarge")
     ):
         Settings.from_mapping({"trainArgs": "--global-batch-size 100"})
+
+
+def test_global_batch_must_split_over_every_gpu_of_a_cluster() -> None:
+    Settings.from_mapping({"trainingInstanceCount": "2", "trainArgs": "--global-batch-size 64"})  # 16 GPUs
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_mapping({"trainingInstanceCount": "2", "trainArgs": "--global-batch-size 24"})
+    assert str(caught.value) == (
+        "context 'trainArgs' = '--global-batch-size 24' is invalid: the global batch 24 does not split over the "
+        "16 GPUs of 2 x p4d.24xlarge; allowed is a multiple of 16"
+    )
+
+
+def test_a_cluster_needs_an_efa_instance_type() -> None:
+    assert Settings.from_mapping({"trainingInstanceCount": "4"}).training_instance_count == 4  # p4d.24xlarge
+    assert Settings.from_mapping({"trainingInstanceType": "g5.xlarge"}).training_instance_count == 1
+    for instance_type in ("g5.xlarge", "g6.48xlarge"):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_mapping({"trainingInstanceCount": "2", "trainingInstanceType": instance_type})
+        assert str(caught.value).startswith(
+            f"context 'trainingInstanceCount' = '2' is invalid: {instance_type} has no EFA network interface"
+        )
+        assert "allowed is 1, or a trainingInstanceType with EFA (" in str(caught.value)
 
 
 @pytest.mark.parametrize("instance_type", ["p3.2xlarge", "p3.16xlarge", "p3dn.24xlarge"])
