@@ -31,7 +31,7 @@ def test_every_step_writes_its_seconds_as_emf_with_the_run_id(sandbox: Sandbox) 
         assert directive["Metrics"] == [{"Name": emf.STEP_SECONDS, "Unit": "Seconds"}]
         assert document[emf.RUN_DIMENSION] == RUN_ID
         assert document[emf.STEP_SECONDS] >= 0
-    (training,) = [call for call in run.calls_to("docker", "run") if "training.train" in call]
+    (training,) = [call for call in run.calls_to("docker", "run") if "training.train" in call[-1]]
     assert " -e RUN_ID -e METRICS_NAMESPACE " in " ".join(training)
 
 
