@@ -113,11 +113,28 @@ def _training_flags(raw: str) -> str:
     return raw
 
 
+# The data URLs and labels travel in the user data, which EC2 caps at 16 KB (bootstrap.sh takes ~7 KB).
+MAX_DATA_URL = 256
+MAX_LABELS_SETTING = 2000
+_DATA_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[A-Za-z0-9_=+-][A-Za-z0-9._=+/-]*)")
+_DATA_URL_ALLOWED = (
+    "empty or an s3://bucket/key URL of a "
+    + ", ".join(FILE_BUILDERS)
+    + f" file (key: letters, digits and ._=+/-; at most {MAX_DATA_URL} characters)"
+)
+_KMS_KEY_ARN = (
+    r"arn:aws(-cn|-us-gov)?:kms:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+
+
 def _data_url(raw: str) -> str:
     """An S3 object whose key IAM reads literally (no * or ?) and training/data.py can load."""
     match = _DATA_URL.fullmatch(raw)
     if not match:
         raise ValueError(raw)
+    if len(raw) > MAX_DATA_URL:
+        raise InvalidValueError(f"{len(raw)} characters")
     suffix = Path(match["key"]).suffix.lower()
     if suffix not in FILE_BUILDERS:
         raise InvalidValueError(f"{suffix or 'no extension'} is not a data file type")
@@ -126,19 +143,14 @@ def _data_url(raw: str) -> str:
 
 def _labels(raw: str) -> str:
     try:
-        return ",".join(parse_labels(raw))
+        labels = ",".join(parse_labels(raw))
     except argparse.ArgumentTypeError as error:
         raise InvalidValueError(str(error)) from None
+    if len(labels) > MAX_LABELS_SETTING:
+        raise InvalidValueError(f"{len(labels)} characters")
+    return labels
 
 
-_DATA_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[A-Za-z0-9_=+-][A-Za-z0-9._=+/-]*)")
-_DATA_URL_ALLOWED = (
-    "empty or an s3://bucket/key URL of a " + ", ".join(FILE_BUILDERS) + " file (key: letters, digits and ._=+/-)"
-)
-_KMS_KEY_ARN = (
-    r"arn:aws(-cn|-us-gov)?:kms:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:key/"
-    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-)
 _IMAGE_URI = r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+"
 
 OPTIONS: tuple[Option, ...] = (
@@ -286,7 +298,8 @@ OPTIONS: tuple[Option, ...] = (
         "labels",
         ",".join(DEFAULT_LABELS),
         _labels,
-        "2-100 comma-separated class names of letters, digits, spaces and _.+-",
+        f"comma-separated class names (at least 2) of letters, digits, spaces and _.+-, at most {MAX_LABELS_SETTING} "
+        "characters in all",
         "Class names, id 0 first: the endpoint answers with them; a file's label column holds names or ids.",
     ),
     Option(

@@ -27,7 +27,7 @@ FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "
 BOOTSTRAP_FLAGS = {"--output-dir": "the training instance", "--labels": "the training instance from the labels setting"}
 # A class name: what the endpoint answers, so letters, digits and a few separators, one line, no commas.
 _LABEL_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_ .+-]{0,48}[A-Za-z0-9_.+-])?")
-MAX_LABELS = 100
+MAX_LABELS = 1000
 
 
 class ArgumentsError(ValueError):
@@ -64,8 +64,10 @@ def parse_labels(value: str) -> tuple[str, ...]:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise argparse.ArgumentTypeError(f"label {repeated[0]!r} is given twice")
-    if not 2 <= len(names) <= MAX_LABELS:
-        raise argparse.ArgumentTypeError(f"{len(names)} label(s): a classifier needs 2 to {MAX_LABELS}")
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{len(names)} label: a classifier needs at least 2")
+    if len(names) > MAX_LABELS:
+        raise argparse.ArgumentTypeError(f"{len(names)} labels: at most {MAX_LABELS}")
     return names
 
 

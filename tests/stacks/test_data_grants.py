@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from stacks.settings import MAX_DATA_URL, MAX_LABELS_SETTING
 from tests.stacks.synthesis import CUSTOM_CONTEXT, Synthesized
-from tests.stacks.test_templates import only, resources_of, user_data
+from tests.stacks.test_templates import only, resolved_user_data_size, resources_of, user_data
 
 DATA_OBJECTS = {
     f"arn:aws:s3:::{CUSTOM_CONTEXT[key].removeprefix('s3://')}"
@@ -78,3 +79,11 @@ def test_the_user_data_names_the_files_and_the_labels(default_app: Synthesized, 
     default = user_data(default_app)
     assert "export LABELS='negative,neutral,positive'\n" in default
     assert "_DATA_S3_URI=" not in default
+
+
+def test_the_longest_files_and_labels_the_settings_allow_still_fit_the_16_kib_user_data(
+    custom_app: Synthesized,
+) -> None:
+    urls = [CUSTOM_CONTEXT[key] for key in ("trainDataUrl", "validationDataUrl", "testDataUrl")]
+    growth = MAX_LABELS_SETTING - len(CUSTOM_CONTEXT["labels"]) + sum(MAX_DATA_URL - len(url) for url in urls)
+    assert resolved_user_data_size(custom_app) + growth < 16 * 1024

@@ -47,7 +47,9 @@ def test_files_labels_and_key_are_read_by_split() -> None:
         ("trainDataUrl", "s3://my-bucket/sets/*.csv", ""),  # IAM would read * as a wildcard
         ("validationDataUrl", "s3://My_Bucket/validation.csv", ""),
         ("testDataUrl", "s3://my-bucket/", ""),
-        ("labels", "positive", "1 label(s): a classifier needs 2 to 100; "),
+        ("labels", "positive", "1 label: a classifier needs at least 2; "),
+        ("labels", ",".join(f"intent {index:03d}" for index in range(200)), "2199 characters; "),  # user data room
+        ("trainDataUrl", f"s3://my-bucket/{'k' * 250}.csv", "269 characters; "),
         ("labels", "yes,no,yes", "label 'yes' is given twice; "),
         ("labels", "yes,no;rm", "label 'no;rm' is not a name of 1-50 letters, digits, spaces and _.+- "),
         ("dataKmsKeyArn", "alias/my-data-key", ""),

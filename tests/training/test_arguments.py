@@ -44,12 +44,12 @@ def test_labels_are_comma_separated_names_id_0_first(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("positive", "1 label(s): a classifier needs 2 to 100"),
+        ("positive", "1 label: a classifier needs at least 2"),
         ("yes,no,yes", "label 'yes' is given twice"),
         ("yes,,no", "label '' is not a name of 1-50 letters, digits, spaces and _.+-"),
         ("yes,no;drop", "label 'no;drop' is not a name"),
         ("yes," + "n" * 51, f"label '{'n' * 51}' is not a name of 1-50"),
-        (",".join(f"c{index}" for index in range(101)), "101 label(s): a classifier needs 2 to 100"),
+        (",".join(f"c{index}" for index in range(1001)), "1001 labels: at most 1000"),
     ],
 )
 def test_bad_labels_are_refused_with_the_reason(tmp_path: Path, value: str, reason: str) -> None:
