@@ -162,9 +162,10 @@ def build_job(args: argparse.Namespace) -> TrainingJob:
         model = AutoModelForSequenceClassification.from_pretrained(
             args.model_name,
             revision=model_revision,
-            num_labels=len(args.labels),
             problem_type="single_label_classification",  # set up front, or the first forward recompiles
-            id2label=dict(enumerate(args.labels)),  # the endpoint answers with these names
+            # The endpoint answers with these names; num_labels follows from them (passing it as well
+            # warns when the model was trained on a different number of classes).
+            id2label=dict(enumerate(args.labels)),
             label2id={label: index for index, label in enumerate(args.labels)},
             # A classifier trained on other classes gets a new head of the right size, as a base model does.
             ignore_mismatched_sizes=True,
