@@ -46,7 +46,7 @@ class Recipe:
 
 
 def sentiment_label(words: list[str]) -> int:
-    """0 negative, 1 neutral, 2 positive (training.data.LABELS): the sign of positive minus negative words."""
+    """0 negative, 1 neutral, 2 positive (DEFAULT_LABELS): the sign of positive minus negative words."""
     balance = sum((word in POSITIVE) - (word in NEGATIVE) for word in words)
     return 1 + (balance > 0) - (balance < 0)
 

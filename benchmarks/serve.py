@@ -45,7 +45,7 @@ from benchmarks.sentiment_model import Recipe, sentiment_rows, trained_model
 from benchmarks.synthetic import WORDS, build_model
 from inference import inference as handler
 from inference.serve import LocalEndpoint, free_port, post_invocation
-from training.data import LABELS
+from training.arguments import DEFAULT_LABELS
 from training.onnx_export import export_fp32, quantize_int8
 from training.package import build_model_archive
 
@@ -234,7 +234,7 @@ def agreement(plan: Plan, modes: list[str], cache: Path, workdir: Path) -> Agree
     texts = [str(row["text"]) for row in rows]
     reference = predictions(model_dir, "fp32", texts)
     labels = [prediction["sentiment"] for prediction in reference]
-    truth = [LABELS[int(str(row["label"]))] for row in rows]
+    truth = [DEFAULT_LABELS[int(str(row["label"]))] for row in rows]
     return Agreement(
         model=plan.agreement_model,
         texts=len(texts),

@@ -19,8 +19,7 @@ import torch
 from tokenizers import pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, RobertaForSequenceClassification
 
-from training.data import LABELS
-from training.tiny_model import TINY_SIZES, classifier_config
+from training.tiny_model import LABELS, TINY_SIZES, classifier_config
 
 LENGTH_MEAN, LENGTH_STD, LENGTH_MIN, LENGTH_MAX = 34, 14, 8, 128
 LENGTH_DISTRIBUTION = (

@@ -6,10 +6,12 @@ A bad value stops synth with one line naming the context key, the value and what
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stacks.images import (
@@ -23,7 +25,7 @@ from stacks.images import (
     training_image,
 )
 from stacks.instance_types import EFA_INTERFACES, GPU_INSTANCE_TYPES, OSS_DRIVER_MIN_COMPUTE_CAPABILITY, families
-from training.arguments import ArgumentsError, check_user_flags
+from training.arguments import DEFAULT_LABELS, FILE_BUILDERS, ArgumentsError, check_user_flags, parse_labels
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
@@ -103,12 +105,50 @@ def _one_of_suggesting(choices: Iterable[str]) -> Callable[[str], str]:
 
 def _training_flags(raw: str) -> str:
     """The characters the instance's shell can take unquoted, then training.train's own parser."""
-    _matching(r"[A-Za-z0-9 ._=/:-]*")(raw)
+    _matching(r"[A-Za-z0-9 ._=/:,-]*")(raw)
     try:
         check_user_flags(raw.split())
     except ArgumentsError as error:
         raise InvalidValueError(str(error)) from None
     return raw
+
+
+# The data URLs and labels travel in the user data, which EC2 caps at 16 KB (bootstrap.sh takes ~7 KB).
+MAX_DATA_URL = 256
+MAX_LABELS_SETTING = 2000
+_DATA_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[A-Za-z0-9_=+-][A-Za-z0-9._=+/-]*)")
+_DATA_URL_ALLOWED = (
+    "empty or an s3://bucket/key URL of a "
+    + ", ".join(FILE_BUILDERS)
+    + f" file (key: letters, digits and ._=+/-; at most {MAX_DATA_URL} characters)"
+)
+_KMS_KEY_ARN = (
+    r"arn:aws(-cn|-us-gov)?:kms:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+)
+
+
+def _data_url(raw: str) -> str:
+    """An S3 object whose key IAM reads literally (no * or ?) and training/data.py can load."""
+    match = _DATA_URL.fullmatch(raw)
+    if not match:
+        raise ValueError(raw)
+    if len(raw) > MAX_DATA_URL:
+        raise InvalidValueError(f"{len(raw)} characters")
+    suffix = Path(match["key"]).suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise InvalidValueError(f"{suffix or 'no extension'} is not a data file type")
+    return raw
+
+
+def _labels(raw: str) -> str:
+    try:
+        labels = ",".join(parse_labels(raw))
+    except argparse.ArgumentTypeError as error:
+        raise InvalidValueError(str(error)) from None
+    if len(labels) > MAX_LABELS_SETTING:
+        raise InvalidValueError(f"{len(labels)} characters")
+    return labels
 
 
 _IMAGE_URI = r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+"
@@ -238,8 +278,44 @@ OPTIONS: tuple[Option, ...] = (
         "trainArgs",
         "",
         _training_flags,
-        "flags of python -m training.train (see its --help) made of letters, digits, spaces and ._=/:-",
+        "flags of python -m training.train (see its --help) made of letters, digits, spaces and ._=/:,-",
         "Extra flags for training/train.py, e.g. '--epochs 3'; checked with its own parser at synth.",
+    ),
+    Option(
+        "trainDataUrl",
+        "",
+        _optional(_data_url),
+        _DATA_URL_ALLOWED,
+        "Your training file (text,label) instead of tweet_eval; goes with validationDataUrl (README: Your own data).",
+    ),
+    Option(
+        "validationDataUrl",
+        "",
+        _optional(_data_url),
+        _DATA_URL_ALLOWED,
+        "Your validation file, which picks the best checkpoint; goes with trainDataUrl.",
+    ),
+    Option(
+        "testDataUrl",
+        "",
+        _optional(_data_url),
+        _DATA_URL_ALLOWED,
+        "Your held-out test file, scored once at the end (optional, with trainDataUrl).",
+    ),
+    Option(
+        "labels",
+        ",".join(DEFAULT_LABELS),
+        _labels,
+        f"comma-separated class names (at least 2) of letters, digits, spaces and _.+-, at most {MAX_LABELS_SETTING} "
+        "characters in all",
+        "Class names, id 0 first: the endpoint answers with them; a file's label column holds names or ids.",
+    ),
+    Option(
+        "dataKmsKeyArn",
+        "",
+        _optional(_matching(_KMS_KEY_ARN)),
+        "empty (objects unencrypted or SSE-S3) or a KMS key ARN arn:aws:kms:region:account:key/key-id",
+        "The KMS key your data objects are encrypted with: the instance may decrypt with it, through S3 only.",
     ),
     Option(
         "deleteBucketOnDestroy",
@@ -292,6 +368,11 @@ class Settings:
     model_data_url: str
     run_id: str
     train_args: str
+    train_data_url: str
+    validation_data_url: str
+    test_data_url: str
+    labels: str
+    data_kms_key_arn: str
     delete_bucket_on_destroy: bool
     keep_instance_on_failure: bool
     alarm_email: str
@@ -316,6 +397,7 @@ class Settings:
             self._check_gpu_generation()
             self._check_cluster_type()
             self._check_batch_split()
+        self._check_data_files()
         self._check_endpoint_architecture()
 
     def _check_region_has_images(self) -> None:
@@ -376,6 +458,45 @@ class Settings:
                 f"over the {gpus} GPUs of {instances}; allowed is a multiple of {gpus}"
             )
 
+    def _check_data_files(self) -> None:
+        """The user's files replace the hub dataset as a whole, as training.train's own file flags do."""
+        urls = {"trainDataUrl": self.train_data_url, "validationDataUrl": self.validation_data_url}
+        given = {key: url for key, url in {**urls, "testDataUrl": self.test_data_url}.items() if url}
+        if given and not self.trains:
+            key, url = next(iter(given.items()))
+            raise SettingsError(
+                f"context '{key}' = {url!r} is invalid: allowed is empty with modelDataUrl (no training)"
+            )
+        if len(given.keys() & urls.keys()) == 1:
+            (missing,) = urls.keys() - given.keys()
+            raise SettingsError(
+                f"context '{missing}' = '' is invalid: allowed is an s3:// URL, since the train and validation "
+                "files go together"
+            )
+        if self.train_data_url:
+            self._check_train_args_leave_the_files_out()
+            return
+        for key, value in (("testDataUrl", self.test_data_url), ("dataKmsKeyArn", self.data_kms_key_arn)):
+            if value:
+                raise SettingsError(
+                    f"context '{key}' = {value!r} is invalid: allowed is empty without trainDataUrl "
+                    "and validationDataUrl"
+                )
+
+    def _check_train_args_leave_the_files_out(self) -> None:
+        flags = check_user_flags(self.train_args.split())
+        paths = {
+            "--train-file": flags.train_file,
+            "--validation-file": flags.validation_file,
+            "--test-file": flags.test_file,
+        }
+        named = [flag for flag, path in paths.items() if path is not None]
+        if named:
+            raise SettingsError(
+                f"context 'trainArgs' = {self.train_args!r} is invalid: {named[0]} would replace the files of "
+                f"trainDataUrl and the others; allowed is trainArgs without {', '.join(paths)} when they are set"
+            )
+
     def _check_endpoint_architecture(self) -> None:
         image, endpoint = image_architecture(self.inference_image), endpoint_architecture(self.endpoint_instance_type)
         if image is not None and image != endpoint:
@@ -393,6 +514,12 @@ class Settings:
     def trains(self) -> bool:
         """False when the endpoint serves an existing model: then no training stack is deployed."""
         return self.model_data_url == ""
+
+    @property
+    def data_urls(self) -> dict[str, str]:
+        """The user's data files by split (train, validation, test): only those given."""
+        splits = {"train": self.train_data_url, "validation": self.validation_data_url, "test": self.test_data_url}
+        return {split: url for split, url in splits.items() if url}
 
     @property
     def training_image(self) -> str:

@@ -77,19 +77,11 @@ class TrainingStack(Stack):
         return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=folder, exclude=ASSET_EXCLUDES)
 
     def _run_policy(self, scope: Construct, assets: dict[str, s3_assets.Asset]) -> iam.Policy:
-        """The instance may read its code assets, write its log group and read/write only this run's prefix."""
+        """The instance may read its code assets and the user's data files, write its log group and
+        read/write only this run's prefix."""
         bucket = self.foundation.artifact_bucket
         run_prefix = self.settings.run_prefix
-        asset_arns = [
-            self.format_arn(
-                service="s3",
-                region="",
-                account="",
-                resource=asset.s3_bucket_name,
-                resource_name=asset.s3_object_key,
-            )
-            for asset in assets.values()
-        ]
+        asset_arns = [self._object_arn(asset.s3_bucket_name, asset.s3_object_key) for asset in assets.values()]
         return iam.Policy(
             scope,
             "RunAccess",
@@ -109,6 +101,7 @@ class TrainingStack(Stack):
                     actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                     resources=[self.log_group.log_group_arn],
                 ),
+                *self._data_access(),
             ],
         )
 
@@ -125,6 +118,31 @@ class TrainingStack(Stack):
             security_group=security_group,
             variables={},
         )
+
+    def _data_access(self) -> list[iam.PolicyStatement]:
+        """Exactly the user's data objects (no listing: a missing key then reads as 403, not 404), and
+        their KMS key only when named, only through S3 in the key's region."""
+        objects = [
+            self._object_arn(*url.removeprefix("s3://").split("/", 1)) for url in self.settings.data_urls.values()
+        ]
+        if not objects:
+            return []
+        statements = [iam.PolicyStatement(actions=["s3:GetObject"], resources=objects)]
+        key_arn = self.settings.data_kms_key_arn
+        if key_arn:
+            partition, region = key_arn.split(":")[1], key_arn.split(":")[3]
+            domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.{domain}"}},
+                )
+            )
+        return statements
+
+    def _object_arn(self, bucket: str, key: str) -> str:
+        return self.format_arn(service="s3", region="", account="", resource=bucket, resource_name=key)
 
     def _instance(self, scope: Construct, construct_id: str, placement: NodePlacement) -> ec2.Instance:
         settings = self.settings
@@ -175,6 +193,8 @@ class TrainingStack(Stack):
             "LOG_GROUP_NAME": self.log_group.log_group_name,
             "METRICS_NAMESPACE": settings.metrics_namespace,
             "TRAIN_ARGS": settings.train_args,
+            **{f"{split.upper()}_DATA_S3_URI": url for split, url in settings.data_urls.items()},
+            "LABELS": settings.labels,
             "KEEP_INSTANCE_ON_FAILURE": str(settings.keep_instance_on_failure).lower(),
             "MAX_RUNTIME_MINUTES": str(settings.wait_timeout_minutes),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,8 +26,14 @@ OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "adafactor", "sgd", "adagrad",
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune", "cudagraphs")
 DEFAULT_PAD_MULTIPLE = 8  # tensor-core friendly; every batch still gets its own width
-# Set by the training instance's bootstrap (training/bootstrap.sh), never through trainArgs.
-BOOTSTRAP_FLAGS = ("--output-dir",)
+DEFAULT_LABELS = ("negative", "neutral", "positive")  # tweet_eval sentiment's ids 0, 1, 2
+# The file types --train-file and the others may have, and the `datasets` builder that reads each.
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# Set by the training instance's bootstrap (training/bootstrap.sh), never through trainArgs: flag -> from what.
+BOOTSTRAP_FLAGS = {"--output-dir": "the training instance", "--labels": "the training instance from the labels setting"}
+# A class name: what the endpoint answers, so letters, digits and a few separators, one line, no commas.
+_LABEL_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_ .+-]{0,48}[A-Za-z0-9_.+-])?")
+MAX_LABELS = 1000
 
 
 class ArgumentsError(ValueError):
@@ -59,6 +66,24 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def parse_labels(value: str) -> tuple[str, ...]:
+    """`--labels a,b,c`: the class names, id 0 first; spaces around the commas are dropped."""
+    names = tuple(name.strip() for name in value.split(","))
+    bad = [name for name in names if not _LABEL_NAME.fullmatch(name)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"label {bad[0]!r} is not a name of 1-50 letters, digits, spaces and _.+- (no leading or trailing space)"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"label {repeated[0]!r} is given twice")
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"{len(names)} label: a classifier needs at least 2")
+    if len(names) > MAX_LABELS:
+        raise argparse.ArgumentTypeError(f"{len(names)} labels: at most {MAX_LABELS}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m training.train",
@@ -76,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-file", type=Path, help="CSV / JSON lines / parquet with text,label")
     parser.add_argument("--validation-file", type=Path, help="picks the best checkpoint")
     parser.add_argument("--test-file", type=Path, help="held out: scored once, after the choice")
+    parser.add_argument(
+        "--labels",
+        type=parse_labels,
+        default=DEFAULT_LABELS,
+        help=f"class names, comma-separated, id 0 first (default: {','.join(DEFAULT_LABELS)}); "
+        "a file's label column holds these names or their ids",
+    )
     parser.add_argument("--epochs", type=_positive_int, default=10)
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-5)
     parser.add_argument("--global-batch-size", type=_positive_int, default=128, help="samples per optimizer step")
@@ -137,9 +169,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_user_flags(flags: list[str]) -> argparse.Namespace:
     """What the instance will run with `flags` (the trainArgs setting) after the bootstrap's own."""
-    reserved = [flag for flag in flags if flag.split("=", 1)[0] in BOOTSTRAP_FLAGS]
+    reserved = [flag.split("=", 1)[0] for flag in flags if flag.split("=", 1)[0] in BOOTSTRAP_FLAGS]
     if reserved:
-        raise ArgumentsError(f"{reserved[0]} is set by the training instance; leave it out")
+        raise ArgumentsError(f"{reserved[0]} is set by {BOOTSTRAP_FLAGS[reserved[0]]}; leave it out")
     return check(_parse(["--output-dir", "/workspace/output", *flags]))
 
 

@@ -16,8 +16,12 @@ REQUIRED_VARS=(AWS_REGION RUN_ID ARTIFACT_BUCKET MODEL_S3_URI METRICS_S3_URI CHE
   WAIT_HANDLE_URL LOG_GROUP_NAME MAX_RUNTIME_MINUTES)
 OPTIONAL_VARS=(TRAIN_ARGS KEEP_INSTANCE_ON_FAILURE WORK_ROOT CHECKPOINT_SYNC_SECONDS PER_BOOT_DIR
   METRICS_NAMESPACE NODE_COUNT NODE_RANK NODE0_ADDR EFA_INTERFACES EFA_DEVICE_DIR RENDEZVOUS_PORT
-  RENDEZVOUS_TIMEOUT_SECONDS)
+  RENDEZVOUS_TIMEOUT_SECONDS TRAIN_DATA_S3_URI VALIDATION_DATA_S3_URI TEST_DATA_S3_URI LABELS)
 TRAIN_ARGS=${TRAIN_ARGS:-}
+TRAIN_DATA_S3_URI=${TRAIN_DATA_S3_URI:-} # the user's files (trainDataUrl, ...); empty: the hub dataset
+VALIDATION_DATA_S3_URI=${VALIDATION_DATA_S3_URI:-}
+TEST_DATA_S3_URI=${TEST_DATA_S3_URI:-}
+LABELS=${LABELS:-} # comma-separated class names; empty: training.train's default
 KEEP_INSTANCE_ON_FAILURE=${KEEP_INSTANCE_ON_FAILURE:-false}
 WORK_ROOT=${WORK_ROOT:-/opt/pt2}
 CHECKPOINT_SYNC_SECONDS=${CHECKPOINT_SYNC_SECONDS:-300}
@@ -133,6 +137,70 @@ fetch_uploaded_metrics() {
     echo '{}' >"$OUTPUT_DIR/metrics.json"
 }
 
+# The user's data files, one "split uri" line each.
+data_objects() {
+  local split uri
+  for split in train validation test; do
+    uri=${split^^}_DATA_S3_URI
+    [[ -z ${!uri} ]] || echo "$split ${!uri}"
+  done
+}
+
+# A split's file in the output mount; the extension tells training.train how to read it.
+data_file() { echo "data/$1.${2##*.}"; }
+
+# Seconds, before the image pull: head-object needs only the s3:GetObject that the run policy grants
+# on exactly these objects. Without s3:ListBucket, S3 answers a missing key with 403 as well.
+check_data() {
+  local split uri path answer failed=0
+  while read -r split uri; do
+    path=${uri#s3://}
+    if ! answer=$(aws s3api head-object --bucket "${path%%/*}" --key "${path#*/}" \
+      --query ContentLength --output text 2>&1); then
+      echo "error: $split data $uri: $(head_object_problem "$answer")" >&2
+      failed=1
+    elif [[ $answer == 0 ]]; then
+      echo "error: $split data $uri: the object is empty" >&2
+      failed=1
+    else
+      echo "$split data $uri: $answer bytes"
+    fi
+  done < <(data_objects)
+  return "$failed"
+}
+
+head_object_problem() {
+  case $1 in
+  *"(404)"*) echo "not found (404): no such bucket or key" ;;
+  *"(403)"*) echo "access denied (403): no such key (the instance may not list the bucket, so S3 says 403 for" \
+    "a missing key too), or the bucket's policy refuses the instance role" ;;
+  *) echo "cannot be checked: $(cli_error "$1")" ;;
+  esac
+}
+
+# The line of the AWS CLI's output that says what went wrong.
+cli_error() { grep -m1 'An error occurred' <<<"$1" || tail -n1 <<<"$1"; }
+
+fetch_data() {
+  local split uri answer hint=
+  mkdir -p "$OUTPUT_DIR/data"
+  while read -r split uri; do
+    answer=$(aws s3 cp --only-show-errors "$uri" "$OUTPUT_DIR/$(data_file "$split" "$uri")" 2>&1) && continue
+    [[ $answer != *kms* ]] || hint="; an object encrypted with a KMS key needs -c dataKmsKeyArn=<that key's ARN>"
+    echo "error: $split data $uri: cannot be copied: $(cli_error "$answer")$hint" >&2
+    return 1
+  done < <(data_objects)
+}
+
+# training.train's flags for the labels and the fetched files, one word a line.
+data_flags() {
+  local split uri
+  [[ -z $LABELS ]] || printf '%s\n' --labels "$LABELS"
+  while read -r split uri; do
+    printf '%s\n' "--$split-file" "/workspace/output/$(data_file "$split" "$uri")"
+  done < <(data_objects)
+}
+
 fetch_assets() {
   local name uri
   for name in training inference docker; do
@@ -232,12 +300,13 @@ container() {
 }
 
 train() {
-  local gpus extra launcher cluster
+  local gpus extra launcher cluster data
   gpus=$(nvidia-smi -L | grep -c '^GPU ' || true)
   ((gpus > 0)) || { echo "nvidia-smi -L lists no GPU" >&2; return 1; }
   read -ra extra <<<"$TRAIN_ARGS" # split on spaces, no shell quoting
   mapfile -t launcher < <(launcher_options "$gpus")
   mapfile -t cluster < <(cluster_container_options)
+  mapfile -t data < <(data_flags)
   # What an earlier boot left must not pass for this run's model (holds_the_model).
   rm -rf "$OUTPUT_DIR/model" "$OUTPUT_DIR/metrics.json" "$OUTPUT_DIR/model.tar.gz"
   echo "$(node_label)training on $gpus GPU(s)"
@@ -246,7 +315,8 @@ train() {
     --log-driver awslogs --log-opt "awslogs-region=$AWS_REGION" \
     --log-opt "awslogs-group=$LOG_GROUP_NAME" --log-opt "awslogs-stream=$(log_stream training)" \
     "${cluster[@]}" -e RUN_ID -e METRICS_NAMESPACE "$IMAGE" \
-    "$(exec_line torchrun "${launcher[@]}" -m training.train --output-dir /workspace/output "${extra[@]}")"
+    "$(exec_line torchrun "${launcher[@]}" -m training.train --output-dir /workspace/output "${extra[@]}" \
+      "${data[@]}")"
 }
 
 # Trainer writes the model and metrics.json from global rank 0 only: in a cluster, on one node.
@@ -387,6 +457,10 @@ main() {
     return
   fi
   ((NODE_COUNT == 1)) || run_step check-efa check_efa_devices
+  if [[ -n $TRAIN_DATA_S3_URI ]]; then
+    run_step check-data check_data
+    run_step fetch-data fetch_data
+  fi
   run_step fetch-assets fetch_assets
   run_step ecr-login ecr_login
   run_step pull-image pull_image

@@ -4,23 +4,31 @@ Everything is checked before a model is loaded, so a bad file fails in seconds w
 says what is wrong, not minutes later inside a collate function on some GPU. Besides train and
 validation (which picks the best checkpoint), a held-out test split is loaded when there is one: the
 score a user compares runs by, since the validation score was the one the selection maximised.
+
+A label column may hold the class names (`--labels`, e.g. `positive`) or their ids (0 for the first
+name, as a number or its digits): whatever a user's export has. One rule decides for all splits
+together, so no split can read `1` differently from another: if every value is a name, they are
+names; else, if every value is an id, they are ids; else the values that are neither are refused.
+Names therefore win where names look like ids (`--labels 1,2,3,4,5` for star ratings reads a
+file's 1..5 as those names).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, Value, load_dataset
 from datasets.exceptions import DatasetsError
 from transformers import PreTrainedTokenizerBase
 
-from training.arguments import data_files_problem
+from training.arguments import DEFAULT_LABELS, FILE_BUILDERS, data_files_problem
 
-LABELS = ("negative", "neutral", "positive")
 COLUMNS = ("text", "label")
 SPLITS = ("train", "validation")
 HELD_OUT = "test"  # optional
-FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SHOWN_VALUES = 5  # bad label values named in an error
 
 
 class DataError(ValueError):
@@ -34,9 +42,10 @@ def load_splits(
     validation_file: Path | None = None,
     test_file: Path | None = None,
     revision: str | None = None,
+    labels: Sequence[str] = DEFAULT_LABELS,
 ) -> DatasetDict:
     """Loads and checks the train and validation splits, and the test split if there is one: from the
-    files if given, else from the hub dataset at `revision`."""
+    files if given, else from the hub dataset at `revision`. Labels come back as ids into `labels`."""
     problem = data_files_problem(train_file, validation_file, test_file)
     if problem:
         raise DataError(problem)
@@ -47,7 +56,7 @@ def load_splits(
         splits = _load_hub(dataset, config, revision)
     for name, split in splits.items():
         check_split(name, split)
-    return DatasetDict({name: split.select_columns(list(COLUMNS)) for name, split in splits.items()})
+    return label_ids(DatasetDict({name: split.select_columns(list(COLUMNS)) for name, split in splits.items()}), labels)
 
 
 def uses_files(train_file: Path | None, validation_file: Path | None, test_file: Path | None) -> bool:
@@ -78,7 +87,7 @@ def _load_file(split: str, path: Path) -> Dataset:
 
 
 def check_split(name: str, split: Dataset) -> None:
-    """Refuses missing columns, an empty split, missing texts and labels other than the integers 0..2."""
+    """Refuses missing columns, an empty split, and rows without a text or a label."""
     missing = [column for column in COLUMNS if column not in split.column_names]
     if missing:
         raise DataError(
@@ -87,15 +96,71 @@ def check_split(name: str, split: Dataset) -> None:
         )
     if split.num_rows == 0:
         raise DataError(f"{name} split: no rows")
-    missing_texts = split.data.column("text").null_count
-    if missing_texts:
-        raise DataError(f"{name} split: {missing_texts} row(s) without text")
-    valid = range(len(LABELS))
-    bad = [label for label in split.unique("label") if type(label) is not int or label not in valid]
-    if bad:
-        names = ", ".join(f"{index}={label}" for index, label in enumerate(LABELS))
-        shown = ", ".join(repr(label) for label in sorted(bad, key=repr)[:5])
-        raise DataError(f"{name} split: labels must be integers {names}; found {shown}")
+    for column in COLUMNS:
+        empty = split.data.column(column).null_count
+        if empty:
+            raise DataError(f"{name} split: {empty} row(s) without {column}")
+
+
+def label_ids(splits: DatasetDict, labels: Sequence[str]) -> DatasetDict:
+    """The splits with every label as its id into `labels` (names or ids, by the module's rule); every
+    class needs training rows, or the model could never predict it."""
+    values = {name: split.unique("label") for name, split in splits.items()}
+    every = [value for found in values.values() for value in found]
+    index = {name: position for position, name in enumerate(labels)}
+    if all(_as_name(value) in index for value in every):
+        splits = _relabel(splits, lambda value: index[str(value)])  # text, or an integer as a file writes it
+    elif all(_as_id(value, len(labels)) is not None for value in every):
+        if not all(type(value) is int for value in every):  # ids written as text, e.g. "2" in a JSON file
+            splits = _relabel(splits, lambda value: _as_id(value, len(labels)))
+    else:
+        raise DataError(_bad_labels(values, labels))
+    trained = set(splits["train"].unique("label"))
+    unseen = [repr(name) for position, name in enumerate(labels) if position not in trained]
+    if unseen:
+        raise DataError(
+            f"train split: no rows of label(s) {', '.join(unseen[:SHOWN_VALUES])}; "
+            "give every label examples, or leave it out of the labels"
+        )
+    return splits
+
+
+def _relabel(splits: DatasetDict, label_id: Callable[[Any], int | None]) -> DatasetDict:
+    def relabel(split: Dataset) -> Dataset:
+        features = split.features.copy()
+        features["label"] = Value("int64")  # stated: map would cast the ids back to a text column's type
+        return split.map(
+            lambda batch: {"label": [label_id(value) for value in batch["label"]]},
+            batched=True,
+            features=features,
+            desc="label ids",
+        )
+
+    return DatasetDict({name: relabel(split) for name, split in splits.items()})
+
+
+def _as_name(value: Any) -> str | None:
+    """The text a label value would be as a name: strings as they are, integers as a file writes them."""
+    if isinstance(value, str):
+        return value
+    return str(value) if type(value) is int else None
+
+
+def _as_id(value: Any, count: int) -> int | None:
+    """The id a label value would be: an integer, or its digits as text (a CSV column that holds a name
+    anywhere is read as text throughout), within 0..count-1."""
+    number = value if type(value) is int else int(value) if isinstance(value, str) and value.isdecimal() else None
+    return number if number is not None and 0 <= number < count else None
+
+
+def _bad_labels(values: dict[str, list[Any]], labels: Sequence[str]) -> str:
+    allowed = f"a label must be one of {', '.join(labels)} or its id 0-{len(labels) - 1}"
+    for name, found in values.items():
+        bad = [value for value in found if _as_name(value) not in labels and _as_id(value, len(labels)) is None]
+        if bad:
+            shown = ", ".join(repr(value) for value in sorted(bad, key=repr)[:SHOWN_VALUES])
+            return f"{name} split: {allowed}; found {shown}"
+    return f"the label columns mix names and ids; {allowed}, the same kind in every file"
 
 
 def tokenize(

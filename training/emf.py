@@ -30,6 +30,7 @@ UNITS = {TRAIN_LOSS: "None", EVAL_LOSS: "None", EVAL_RECALL: "None", SAMPLES_PER
 STEP_SECONDS = "StepSeconds"
 TIMED_STEPS = (
     "boot",
+    "fetch-data",  # only with the user's own data files
     "fetch-assets",
     "ecr-login",
     "pull-image",

@@ -43,7 +43,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 from training.arguments import CUDA_GRAPH_MODES, RECIPE_MAX_LENGTH, parse_args
 from training.batching import BatchPlan, BatchPlanError, plan_batches, process_count
 from training.checkpoints import resumable_checkpoint
-from training.data import HELD_OUT, LABELS, DataError, load_splits, tokenize, uses_files
+from training.data import HELD_OUT, DataError, load_splits, tokenize, uses_files
 from training.metrics_callback import metrics_callbacks
 from training.revisions import RECORD_NAME, RepoType, RevisionError, RevisionPins, default_revision, is_local
 
@@ -170,7 +170,13 @@ def build_job(args: argparse.Namespace) -> TrainingJob:
     dataset_revision = None if files else commit("dataset", args.dataset, args.dataset_revision)
     with training_args.main_process_first(desc="load data"):
         splits = load_splits(
-            args.dataset, args.dataset_config, args.train_file, args.validation_file, args.test_file, dataset_revision
+            args.dataset,
+            args.dataset_config,
+            args.train_file,
+            args.validation_file,
+            args.test_file,
+            dataset_revision,
+            args.labels,
         )
     model_revision = commit("model", args.model_name, args.model_revision)
     with training_args.main_process_first(desc="load tokenizer"):
@@ -183,10 +189,13 @@ def build_job(args: argparse.Namespace) -> TrainingJob:
         model = AutoModelForSequenceClassification.from_pretrained(
             args.model_name,
             revision=model_revision,
-            num_labels=len(LABELS),
             problem_type="single_label_classification",  # set up front, or the first forward recompiles
-            id2label=dict(enumerate(LABELS)),
-            label2id={label: index for index, label in enumerate(LABELS)},
+            # The endpoint answers with these names; num_labels follows from them (passing it as well
+            # warns when the model was trained on a different number of classes).
+            id2label=dict(enumerate(args.labels)),
+            label2id={label: index for index, label in enumerate(args.labels)},
+            # A classifier trained on other classes gets a new head of the right size, as a base model does.
+            ignore_mismatched_sizes=True,
         )
     # RoBERTa's forward takes **kwargs, so Trainer assumes its loss is a sum over num_items_in_batch and
     # multiplies it by the process count and skips the division by accumulation steps. Its loss is a mean:

@@ -1,11 +1,13 @@
 """The whole user journey against an AWS emulator on loopback (`make e2e-local`), top to bottom:
 
-cdk bootstrap -> cdk deploy --all -> read back what CloudFormation made -> play the training instance
-(a failed first boot, then a successful one, then a reboot) -> serve the model the endpoint would
-serve -> deploy a new run on a cluster of two instances -> play both nodes, which train as one job ->
-serve an existing model without training -> cdk destroy --all -> nothing billable left. The real CDK
-CLI, the real aws CLI and boto3 talk to moto (tests/e2e/emulator.py lists where moto differs from AWS
-and how each difference is handled).
+upload the user's labelled files to S3 -> cdk bootstrap -> cdk deploy --all with their URLs and
+labels -> read back what CloudFormation made -> play the training instance (a failed first boot,
+then a successful one, then a reboot) -> serve the model the endpoint would serve -> deploy a new
+run that names a missing file, whose instance fails within a minute -> deploy the next run on a
+cluster of two instances -> play both nodes, which train as one job -> serve an existing model
+without training -> cdk destroy --all -> nothing billable left. The real CDK CLI, the real aws CLI
+and boto3 talk to moto (tests/e2e/emulator.py lists where moto differs from AWS and how each
+difference is handled).
 
 The tests share one emulator and run in file order: each phase builds on the one before.
 """
@@ -15,9 +17,11 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
+import shlex
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,27 +35,45 @@ from tests.e2e.instance import Boot, EmulatedInstance, on_loopback, user_data
 from tests.e2e.local_aws import LocalAws, Stack, local_aws
 from tests.wheel_sets import locked_set
 from training import wheels
-from training.tiny_model import LABELS, build_model, write_dataset
+from training.tiny_model import build_model, write_dataset
 
 pytestmark = pytest.mark.slow
+
+CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
 
 PREFIX = "pt2"
 STACKS = ("foundation", "training", "inference")
 SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
-CLUSTER_RUN = "run-2"
+CLUSTER_RUN = "run-3"
 CLUSTER_NODES = 2
 P4D_EFA_INTERFACES = 4
+# The user's own data: their bucket, their files (label names in the label column), their classes.
+DATA_BUCKET = "my-labelled-texts"
+DATA_KEYS = {"train": "tweets/v1/train.csv", "validation": "tweets/v1/validation.csv", "test": "tweets/v1/test.csv"}
+MISSING_KEY = "tweets/v2/validation.csv"
+USER_LABELS = ("complaint", "other", "praise")
+MODEL_IN_CONTAINER = "/workspace/output/inputs/tiny-model"  # where `play` stages it: the model hub's stand-in
+TRAIN_ARGS = (
+    f"--model-name {MODEL_IN_CONTAINER} --epochs 1 --global-batch-size 16 --learning-rate 2e-3 --no-compile --no-bf16"
+)
 
 
-def train_args(instance_inputs: dict[str, str]) -> str:
-    """What a user passes as `-c trainArgs=...`: the tiny model and files instead of the hub's."""
-    return (
-        f"--model-name {instance_inputs['model']} --train-file {instance_inputs['train']} "
-        f"--validation-file {instance_inputs['validation']} --epochs 1 --global-batch-size 16 "
-        "--learning-rate 2e-3 --no-compile --no-bf16"
-    )
+def data_url(split: str) -> str:
+    return f"s3://{DATA_BUCKET}/{DATA_KEYS[split]}"
+
+
+def own_data(**urls: str) -> dict[str, str]:
+    """The context of a training on the user's files: `-c trainDataUrl=... -c labels=...` and the rest."""
+    return {
+        "trainArgs": TRAIN_ARGS,
+        "trainDataUrl": data_url("train"),
+        "validationDataUrl": data_url("validation"),
+        "testDataUrl": data_url("test"),
+        "labels": ",".join(USER_LABELS),
+        **urls,
+    }
 
 
 # ---- the account and the first deploy -----------------------------------------------------------------
@@ -67,24 +89,23 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
-    data = write_dataset(root / "data", train=240, validation=30)
-    return {
-        "model": build_model(root / "tiny-model"),
-        "train": data / "train.csv",
-        "validation": data / "validation.csv",
-    }
+    data = write_dataset(root / "data", train=240, validation=30, test=30, labels=USER_LABELS, names=True)
+    return {"model": build_model(root / "tiny-model"), **{split: data / f"{split}.csv" for split in DATA_KEYS}}
 
 
 @pytest.fixture(scope="module")
 def deployed(aws: LocalAws, inputs: dict[str, Path]) -> dict[str, Stack]:
+    """The user's two commands: upload the files, then deploy with their URLs and labels."""
+    aws.client("s3").create_bucket(Bucket=DATA_BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    for split in DATA_KEYS:
+        upload(aws, split, inputs[split])
     aws.bootstrap()
-    aws.deploy(trainArgs=train_args(_inside_container(inputs)))
+    aws.deploy(**own_data())
     return {name: aws.stack(f"{PREFIX}-{name}") for name in STACKS}
 
 
-def _inside_container(inputs: dict[str, Path]) -> dict[str, str]:
-    """The container paths `EmulatedInstance.stage_input` gives the same files."""
-    return {name: f"/workspace/output/inputs/{path.name}" for name, path in inputs.items()}
+def upload(aws: LocalAws, split: str, path: Path) -> None:
+    aws.client("s3").put_object(Bucket=DATA_BUCKET, Key=DATA_KEYS[split], Body=path.read_bytes())
 
 
 def test_every_stack_is_created(aws: LocalAws, deployed: dict[str, Stack]) -> None:
@@ -174,6 +195,13 @@ def test_instance_role_grants_exactly_what_the_user_data_uses(aws: LocalAws, dep
     assert _allows(role, "logs:PutLogEvents", stream)
     assert _allows(role, "ecr:BatchGetImage", _repository_arn(exports["TRAINING_IMAGE_URI"]))
     assert exports["WAIT_HANDLE_URL"].startswith(aws.recorder.url)
+    for split in DATA_KEYS:
+        assert exports[f"{split.upper()}_DATA_S3_URI"] == data_url(split)
+        assert _allows(role, "s3:GetObject", _s3_arn(data_url(split))), split
+    assert not _allows(role, "s3:GetObject", _s3_arn(f"s3://{DATA_BUCKET}/tweets/v1/other.csv"))  # those objects only
+    assert not _allows(role, "s3:ListBucket", f"arn:aws:s3:::{DATA_BUCKET}")
+    assert not [statement for statement in role if "kms:Decrypt" in str(statement["Action"])]  # no key named
+    assert exports["LABELS"] == ",".join(USER_LABELS)
 
 
 def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: dict[str, Stack]) -> None:
@@ -184,7 +212,7 @@ def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: di
     assert container["ModelDataUrl"] == exports["MODEL_S3_URI"] == f"s3://{artifact_bucket}/runs/run-1/model.tar.gz"
     assert container["ModelDataUrl"] == deployed["training"].outputs["ModelDataUrl"]
     assert container["Image"].endswith("/pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker")
-    assert container["Environment"]["INFERENCE_MODE"] == "fp32"
+    assert container["Environment"]["INFERENCE_MODE"] == CONTEXT["inferenceMode"]  # cdk.json's, as deployed
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     endpoint_role = _role_policies(aws, deployed["foundation"], "EndpointRole")
     assert model["ExecutionRoleArn"].endswith("/" + _role_name(deployed["foundation"], "EndpointRole"))
@@ -218,10 +246,9 @@ def package_index() -> Path:
     return locked_set(wheels.ENDPOINT)[0].parent
 
 
-def play(aws: LocalAws, training: Stack, root: Path, files: dict[str, Path], package_index: Path) -> Played:
+def play(aws: LocalAws, training: Stack, root: Path, model: Path, package_index: Path) -> Played:
     instance = EmulatedInstance(root, aws.environment(), package_index)
-    for path in files.values():
-        instance.stage_input(path)
+    assert instance.stage_input(model) == MODEL_IN_CONTAINER
     seen = len(aws.recorder.bodies)
     boot = instance.boot(user_data(aws.client("ec2"), _instance(aws, training)["InstanceId"]))
     return Played(instance, boot, [json.loads(body) for _, body in aws.recorder.bodies[seen:]])
@@ -235,15 +262,15 @@ def failed_boot(
     package_index: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Played:
-    """A first boot whose train file holds a label the model does not know."""
+    """A first boot whose train file (as uploaded then) holds a label that is not one of the labels."""
     root = tmp_path_factory.mktemp("instance-failed")
-    broken = root / "broken" / inputs["train"].name
-    broken.parent.mkdir()
+    broken = root / "broken.csv"
     rows = list(csv.reader(inputs["train"].open()))
-    rows[5][1] = "7"
+    rows[5][1] = "angry"
     with broken.open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
-    return play(aws, deployed["training"], root, {**inputs, "train": broken}, package_index)
+    upload(aws, "train", broken)
+    return play(aws, deployed["training"], root, inputs["model"], package_index)
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +282,10 @@ def trained(
     package_index: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Played:
-    """The run's next instance, with good data: it trains for real (torchrun, two processes)."""
-    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs, package_index)
+    """The run's next instance, once the user uploaded a good train file: it trains for real (torchrun,
+    two processes)."""
+    upload(aws, "train", inputs["train"])
+    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs["model"], package_index)
 
 
 def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
@@ -266,7 +295,11 @@ def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
     assert signal["Status"] == "FAILURE", failed_boot.boot.output[-3000:]
     assert signal["UniqueId"] == "run-1"
     assert signal["Reason"].startswith("step train failed")
-    assert "labels must be integers" in signal["Reason"]  # the data check's own message
+    # The data check's own message, from inside the container, before any model was loaded.
+    assert (
+        "error: train split: a label must be one of complaint, other, praise or its id 0-2; found 'angry'"
+        in (signal["Reason"])
+    )
     assert not _objects(aws, deployed, "runs/run-1/")
     assert failed_boot.boot.powered_off
 
@@ -294,6 +327,25 @@ def test_the_instance_trained_on_every_gpu_and_powered_off(trained: Played) -> N
     assert "torchrun --nproc_per_node=2 -m training.train" in training
     assert trained.boot.calls[0][:3] == ["shutdown", "-h", "+120"]  # the watchdog
     assert trained.boot.powered_off
+
+
+def test_the_instance_trained_on_the_users_files_with_their_labels(
+    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], trained: Played
+) -> None:
+    (training,) = [call[-1] for call in trained.boot.calls_to("docker", "run") if "training.train" in call[-1]]
+    assert shlex.split(training)[-8:] == [  # the words the entrypoint's eval hands torchrun
+        *("--labels", ",".join(USER_LABELS)),
+        *("--train-file", "/workspace/output/data/train.csv"),
+        *("--validation-file", "/workspace/output/data/validation.csv"),
+        *("--test-file", "/workspace/output/data/test.csv"),
+    ]
+    for split in DATA_KEYS:
+        copied = trained.instance.work_root / "output" / "data" / f"{split}.csv"
+        assert copied.read_bytes() == inputs[split].read_bytes()
+    model_data_url = _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]
+    metrics = json.loads(_get(aws, model_data_url.replace("model.tar.gz", "metrics.json")))
+    assert 0 <= metrics["test_recall"] <= 1  # the held-out file was scored
+    assert metrics["setup"]["dataset"] == "files"
 
 
 def test_bootstrap_and_training_logs_reach_cloudwatch(
@@ -335,16 +387,60 @@ def test_the_deployed_model_answers_the_recipe_sentence(
             check=True,
         )
     reply = json.loads(answer.stdout)
-    assert reply["sentiment"] in LABELS
+    assert reply["sentiment"] in USER_LABELS  # the user's class names, not the recipe's
     assert 0 < reply["score"] <= 1
 
 
 # ---- later deploys and destroy ------------------------------------------------------------------------
 
 
+def test_a_new_run_replaces_the_instance_and_the_model(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    """Run 2 names a validation file that was never uploaded (the next test boots its instance)."""
+    old_instance = _instance(aws, deployed["training"])["InstanceId"]
+    old_model = _model(aws, deployed["inference"])["ModelName"]
+    aws.deploy(runId="run-2", **own_data(validationDataUrl=f"s3://{DATA_BUCKET}/{MISSING_KEY}"))
+    training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
+    new_instance = _instance(aws, training)
+    assert new_instance["InstanceId"] != old_instance
+    model = _model(aws, inference)
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
+    sagemaker = aws.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    assert variant["ModelName"] == model["ModelName"]
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
+    assert _live_instances(aws) == [new_instance["InstanceId"]]
+    assert "export RUN_ID='run-2'" in user_data(aws.client("ec2"), new_instance["InstanceId"]).decode()
+
+
+def test_a_run_naming_a_missing_file_fails_within_a_minute_before_any_docker_call(
+    aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], package_index: Path, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    played = play(aws, aws.stack(f"{PREFIX}-training"), tmp_path, inputs["model"], package_index)
+    seconds = time.monotonic() - started
+
+    (signal,) = played.signals
+    assert signal["Status"] == "FAILURE", played.boot.output[-3000:]
+    assert signal["Reason"].startswith(
+        f"step check-data failed (exit 1): error: validation data s3://{DATA_BUCKET}/{MISSING_KEY}: not found (404)"
+    )
+    assert seconds < 60
+    assert played.boot.calls_to("docker") == []  # no login, pull or build was paid for
+    assert played.boot.powered_off
+    assert not _objects(aws, deployed, "runs/run-2/")
+
+
+# ---- a cluster run ------------------------------------------------------------------------------------
+
+
 @dataclass
 class NewRun:
-    """The training stack after `cdk deploy --all -c runId=run-2 -c trainingInstanceCount=2`, and what it replaced."""
+    """The training stack after `cdk deploy --all -c runId=run-3 -c trainingInstanceCount=2`, and what it replaced."""
 
     training: Stack
     replaced_instance: str
@@ -356,9 +452,7 @@ def new_run(aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], 
     """The next run, on a cluster of two p4d.24xlarge."""
     replaced_instance = _instance(aws, deployed["training"])["InstanceId"]
     replaced_model = _model(aws, deployed["inference"])["ModelName"]
-    aws.deploy(
-        runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), trainArgs=train_args(_inside_container(inputs))
-    )
+    aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
     return NewRun(aws.stack(f"{PREFIX}-training"), replaced_instance, replaced_model)
 
 
@@ -459,8 +553,7 @@ def cluster_trained(
             efa_devices=P4D_EFA_INTERFACES,
             extra_environment=rendezvous,
         )
-        for path in inputs.values():
-            instance.stage_input(path)
+        instance.stage_input(inputs["model"])
         instances.append(instance)
     seen = len(aws.recorder.bodies)
     processes = [

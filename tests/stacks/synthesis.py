@@ -30,6 +30,11 @@ CUSTOM_CONTEXT = {
     "deleteBucketOnDestroy": "true",
     "keepInstanceOnFailure": "true",
     "alarmEmail": "ml-oncall@example.com",
+    "trainDataUrl": "s3://team2-texts/sentiment/train.csv",
+    "validationDataUrl": "s3://team2-texts/sentiment/validation.jsonl",
+    "testDataUrl": "s3://team2-held-out/sentiment/test.parquet",
+    "labels": "complaint,question,praise,other,urgent",
+    "dataKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 EXISTING_MODEL = "s3://someone-elses-models/roberta/model.tar.gz"
 # Training clusters: two of the default p4d.24xlarge (4 EFA each), four p5.48xlarge (32 EFA each).

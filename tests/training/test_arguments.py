@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainingArguments
 
-from training.arguments import OPTIMIZERS, ArgumentsError, check_user_flags, parse_args
+from training.arguments import DEFAULT_LABELS, OPTIMIZERS, ArgumentsError, check_user_flags, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,3 +51,32 @@ def test_the_lean_step_flags_parse_and_a_contradiction_is_refused() -> None:
         check_user_flags(["--compile-mode", "cudagraphs", "--no-compile"])
     with pytest.raises(ArgumentsError, match=r"argument --dataloader-workers: -1 is not a non-negative integer"):
         check_user_flags(["--dataloader-workers", "-1"])
+
+
+def test_labels_are_comma_separated_names_id_0_first(tmp_path: Path) -> None:
+    assert parse_args(["--output-dir", str(tmp_path)]).labels == DEFAULT_LABELS
+    args = parse_args(["--output-dir", str(tmp_path), "--labels", "very bad, fine ,good"])
+    assert args.labels == ("very bad", "fine", "good")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("positive", "1 label: a classifier needs at least 2"),
+        ("yes,no,yes", "label 'yes' is given twice"),
+        ("yes,,no", "label '' is not a name of 1-50 letters, digits, spaces and _.+-"),
+        ("yes,no;drop", "label 'no;drop' is not a name"),
+        ("yes," + "n" * 51, f"label '{'n' * 51}' is not a name of 1-50"),
+        (",".join(f"c{index}" for index in range(1001)), "1001 labels: at most 1000"),
+    ],
+)
+def test_bad_labels_are_refused_with_the_reason(tmp_path: Path, value: str, reason: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(f"error: argument --labels: {reason}")):
+        parse_args(["--output-dir", str(tmp_path), "--labels", value])
+
+
+def test_train_args_may_not_set_what_the_instance_sets() -> None:
+    with pytest.raises(
+        ArgumentsError, match=r"^--labels is set by the training instance from the labels setting; leave it out$"
+    ):
+        check_user_flags(["--epochs", "2", "--labels=a,b"])
