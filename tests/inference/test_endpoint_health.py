@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.inference import ONNX_INT8_FILE, PREPARERS
 from inference.serve import LocalEndpoint, free_port, ping
 from tests.wheel_sets import locked_set
 from training import wheels
@@ -43,10 +44,10 @@ def rewritten(model_tar: Path, output: Path, drop: set[str], replace: dict[str, 
 
 
 CASES: dict[str, tuple[Callable[[Path, Path], Path], dict[str, str], str]] = {
-    "missing weights": (
-        lambda tar, out: rewritten(tar, out, {"model.safetensors"}),
+    "missing int8 graph": (  # the default mode's weights (the PyTorch modes': tests/inference/test_handler.py)
+        lambda tar, out: rewritten(tar, out, {ONNX_INT8_FILE}),
         {},
-        r"ModelLoadError: cannot load the model from \S+: Error no file named model.safetensors",
+        rf"ModelLoadError: cannot load the int8 model from \S+: INFERENCE_MODE=int8 needs {ONNX_INT8_FILE}",
     ),
     "missing tokenizer": (
         lambda tar, out: rewritten(tar, out, TOKENIZER_FILES),
@@ -61,7 +62,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], Path], dict[str, str], str]] = {
     "unknown INFERENCE_MODE": (
         lambda tar, out: tar,
         {"INFERENCE_MODE": "fp64"},
-        r"ValueError: INFERENCE_MODE='fp64': expected one of fp32, int8, bf16",
+        rf"ValueError: INFERENCE_MODE='fp64': expected one of {', '.join(PREPARERS)}",
     ),
 }
 

@@ -168,9 +168,14 @@ def test_threads_split_the_cores_between_the_workers_torchserve_runs(
     assert torch.get_num_threads() == threads
 
 
-def test_a_model_directory_without_weights_fails_to_load_with_the_reason(model_dir, tmp_path, keep_threads):
+def test_a_model_directory_without_weights_fails_to_load_with_the_reason(
+    model_dir, tmp_path, monkeypatch, keep_threads
+):
+    monkeypatch.setenv("INFERENCE_MODE", "fp32")  # the PyTorch modes read model.safetensors
     broken = copy_without(model_dir, tmp_path, {"model.safetensors"})
-    with pytest.raises(handler.ModelLoadError, match=r"cannot load the model from .*no file named model.safetensors"):
+    with pytest.raises(
+        handler.ModelLoadError, match=r"cannot load the fp32 model from .*no file named model.safetensors"
+    ):
         handler.model_fn(str(broken))
 
 
@@ -190,7 +195,8 @@ def test_a_self_test_prediction_that_fails_fails_the_load(model_dir, monkeypatch
         handler.model_fn(str(model_dir))
 
 
-def test_a_model_that_answers_nan_fails_its_self_test(model_dir, tmp_path, keep_threads):
+def test_a_model_that_answers_nan_fails_its_self_test(model_dir, tmp_path, monkeypatch, keep_threads):
+    monkeypatch.setenv("INFERENCE_MODE", "fp32")  # the weights saved here, not the packaged int8 graph
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     with torch.no_grad():
         model.classifier.out_proj.bias.fill_(float("nan"))
@@ -227,7 +233,7 @@ def test_int8_mode_serves_the_packaged_onnx_graph(model_dir, monkeypatch, keep_t
 def test_int8_mode_without_the_onnx_graph_names_the_file_and_the_fix(model_dir, tmp_path, monkeypatch):
     older = Path(shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("*.onnx")))
     monkeypatch.delenv("INFERENCE_MODE", raising=False)  # int8 is the default
-    with pytest.raises(FileNotFoundError, match=r"model\.int8\.onnx .*python -m training\.package"):
+    with pytest.raises(handler.ModelLoadError, match=r"model\.int8\.onnx .*python -m training\.package"):
         handler.model_fn(str(older))
 
 

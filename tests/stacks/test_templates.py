@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from stacks.user_data import unpack_bootstrap
+from stacks.user_data import shipped_script, unpack_bootstrap
 from tests.stacks.synthesis import CUSTOM_CONTEXT, EXISTING_MODEL, Synthesized
 
 STACKS = ("foundation", "training", "inference")
@@ -187,8 +188,17 @@ def test_user_data_carries_the_run_wiring_and_the_bootstrap_script(default_app: 
     assert "export RUN_ID='run-1'" in script
     assert "export TRAINING_IMAGE_URI='763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:" in script
     assert script.startswith("#!/bin/bash\n")
-    assert unpack_bootstrap(script) == (ROOT / "training" / "bootstrap.sh").read_bytes()
+    assert unpack_bootstrap(script).decode() == shipped_script(ROOT / "training" / "bootstrap.sh")
     assert script.endswith('exec bash "${WORK_ROOT:-/opt/pt2}/bootstrap.sh"\n')
+
+
+def test_the_shipped_script_is_the_source_without_its_comment_lines_and_still_parses() -> None:
+    source = (ROOT / "training" / "bootstrap.sh").read_text().splitlines()
+    shipped = shipped_script(ROOT / "training" / "bootstrap.sh")
+    kept = [line for line in source if line.startswith("#!") or not line.lstrip().startswith("#")]
+    assert shipped.splitlines() == kept
+    assert len(kept) < len(source)
+    subprocess.run(["bash", "-n"], input=shipped, text=True, check=True)
 
 
 def user_data_size(properties: dict[str, Any]) -> int:

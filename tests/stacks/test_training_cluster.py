@@ -10,7 +10,7 @@ import pytest
 
 from stacks.instance_types import GPU_INSTANCE_TYPES
 from stacks.training_cluster import EfaInterface, efa_layout
-from stacks.user_data import unpack_bootstrap
+from stacks.user_data import shipped_script, unpack_bootstrap
 from tests.stacks.synthesis import CLUSTER_CONTEXT, P5_CLUSTER_CONTEXT, Synthesized
 from tests.stacks.test_templates import ROOT
 
@@ -139,10 +139,8 @@ def test_each_node_knows_the_node_count_its_rank_and_node0s_address(cluster: tup
         assert (variables["NODE_COUNT"], variables["NODE_RANK"]) == (str(count), str(rank))
         assert variables["NODE0_ADDR"] == {"Fn::GetAtt": [rendezvous, "PrimaryPrivateIpAddress"]}
         assert variables["EFA_INTERFACES"] == str(efa_interfaces)
-        assert (
-            unpack_bootstrap("".join(p for p in user_data_parts(node) if isinstance(p, str)))
-            == (ROOT / "training" / "bootstrap.sh").read_bytes()
-        )
+        script = unpack_bootstrap("".join(p for p in user_data_parts(node) if isinstance(p, str)))
+        assert script.decode() == shipped_script(ROOT / "training" / "bootstrap.sh")
 
 
 def test_each_node_requires_imdsv2_through_its_launch_template(cluster: tuple[Synthesized, int, int]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -73,8 +74,9 @@ def test_a_trained_models_archive_holds_only_what_serving_reads(trained: Path, c
     assert (trained / "model" / "training_args.bin").is_file()
     with tarfile.open(build_model_archive(trained / "model", code_dir, tmp_path / "model.tar.gz")) as tar:
         names = tar.getnames()
-    assert sorted(name for name in names if name.split("/")[0] != "code") == [
+    assert sorted(name for name in names if name.split("/")[0] not in ("code", "MAR-INF")) == [
         "config.json",
+        "model.int8.onnx",  # exported at package time
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
@@ -82,16 +84,25 @@ def test_a_trained_models_archive_holds_only_what_serving_reads(trained: Path, c
     assert not [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
 
 
-def test_training_leftovers_stay_out_and_weight_shards_go_in(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def sharded_model(model_copy: Path) -> list[str]:
+    """The copy saved again as several weight shards and their index, as transformers saves a large model."""
+    model = AutoModelForSequenceClassification.from_pretrained(model_copy)
+    (model_copy / "model.safetensors").unlink()
+    model.save_pretrained(model_copy, max_shard_size="50KB")
+    shards = sorted(path.name for path in model_copy.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    return shards
+
+
+def test_training_leftovers_stay_out_and_weight_shards_go_in(
+    model_copy: Path, sharded_model: list[str], code_dir: Path, tmp_path: Path
+) -> None:
     for leftover in ("training_args.bin", "optimizer.pt", "rng_state.pth", "trainer_state.json", "notes.txt"):
         (model_copy / leftover).write_bytes(b"not for serving")
-    (model_copy / "model.safetensors").rename(model_copy / "model-00001-of-00001.safetensors")
-    (model_copy / "model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}})
-    )
     with tarfile.open(build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz")) as tar:
         names = set(tar.getnames())
-    assert {"model-00001-of-00001.safetensors", "model.safetensors.index.json", "config.json"} <= names
+    assert {*sharded_model, "model.safetensors.index.json", "config.json"} <= names
     assert not names & {"training_args.bin", "optimizer.pt", "rng_state.pth", "trainer_state.json", "notes.txt"}
 
 
@@ -147,13 +158,14 @@ def test_incomplete_model_dir_is_refused(
     assert not list(tmp_path.glob("model.tar.gz*"))
 
 
-def test_sharded_weights_need_every_shard(model_copy: Path, code_dir: Path, tmp_path: Path) -> None:
-    (model_copy / "model.safetensors").rename(model_copy / "model-00001-of-00002.safetensors")
-    weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
-    (model_copy / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    with pytest.raises(PackageError, match=r"lacks weight shard\(s\) model-00002-of-00002.safetensors"):
+def test_sharded_weights_need_every_shard(
+    model_copy: Path, sharded_model: list[str], code_dir: Path, tmp_path: Path
+) -> None:
+    last = model_copy / sharded_model[-1]
+    kept = last.rename(tmp_path / last.name)
+    with pytest.raises(PackageError, match=rf"lacks weight shard\(s\) {re.escape(last.name)}$"):
         build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz")
-    (model_copy / "model-00002-of-00002.safetensors").write_bytes(b"")
+    kept.rename(last)
     assert build_model_archive(model_copy, code_dir, tmp_path / "model.tar.gz").is_file()
 
 
