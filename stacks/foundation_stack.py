@@ -29,6 +29,7 @@ class FoundationStack(Stack):
         self.instance_role = self._instance_role()
         self.endpoint_role = self._endpoint_role()
         CfnOutput(self, "ArtifactBucketName", value=self.artifact_bucket.bucket_name)
+        self._export_what_either_mode_imports()
 
     def _vpc(self) -> ec2.Vpc:
         """Two AZs; the instance sits in a private subnet and reaches S3 through a gateway endpoint."""
@@ -130,6 +131,22 @@ class FoundationStack(Stack):
             )
         )
         return role
+
+    def _export_what_either_mode_imports(self) -> None:
+        """CDK exports only what this synth's other stacks import, and training mode imports other values
+        than modelDataUrl mode; CloudFormation refuses to remove an export a deployed stack still imports
+        ("Cannot delete export ... as it is in use"). So the union is exported in both modes, under the
+        names CDK gives its own exports."""
+        for value in (
+            self.vpc.vpc_id,
+            *(subnet.subnet_id for subnet in self.vpc.private_subnets),
+            self.artifact_bucket.bucket_name,
+            self.artifact_bucket.bucket_arn,
+            self.instance_role.role_name,
+            self.endpoint_role.role_name,
+            self.endpoint_role.role_arn,
+        ):
+            self.export_value(value)
 
     def _allow_image_pull(self, role: iam.Role, image_uri: str) -> None:
         role.add_to_policy(
