@@ -82,6 +82,15 @@ class FoundationStack(Stack):
             **SECURE_BUCKET,
             **lifecycle,
         )
+        if keep:
+            # Without this the policies go with the stack: the kept artifact bucket would then accept
+            # plain HTTP, and S3 could no longer deliver its access logs into the kept log bucket.
+            for bucket in (access_logs, artifacts):
+                assert bucket.policy is not None  # enforce_ssl made one
+                bucket.policy.apply_removal_policy(RemovalPolicy.RETAIN)
+        else:
+            # Emptying the log bucket waits until the artifact bucket, whose requests it logs, is gone.
+            access_logs.node.find_child("AutoDeleteObjectsCustomResource").node.add_dependency(artifacts)
         return access_logs, artifacts
 
     def _instance_role(self) -> iam.Role:

@@ -53,3 +53,31 @@ def test_the_foundation_exports_the_same_values_in_both_modes(
             assert imports(app, stack) <= names, stack
     imported_in_either = imports(default_app, "training") | imports(existing_model_app, "inference")
     assert imported_in_either - imports(default_app, "inference")  # each mode imports something of its own
+
+
+# ---- destroy -------------------------------------------------------------------------------------------
+
+
+def test_kept_buckets_keep_their_policies(default_app: Synthesized) -> None:
+    buckets = resources(default_app, "foundation", "AWS::S3::Bucket")
+    policies = resources(default_app, "foundation", "AWS::S3::BucketPolicy")
+    assert {bucket["DeletionPolicy"] for bucket in buckets.values()} == {"Retain"}
+    assert {policy["Properties"]["Bucket"]["Ref"] for policy in policies.values()} == set(buckets)
+    for policy in policies.values():
+        assert (policy.get("DeletionPolicy"), policy.get("UpdateReplacePolicy")) == ("Retain", "Retain")
+
+
+def test_deleted_buckets_go_with_their_policies_and_the_log_bucket_is_emptied_last(
+    custom_app: Synthesized,
+) -> None:
+    """CloudFormation deletes in reverse dependency order: the artifact bucket (whose requests S3 logs) is
+    emptied and deleted before the access-log bucket is emptied, so no log record of it can arrive later."""
+    buckets = resources(custom_app, "foundation", "AWS::S3::Bucket")
+    assert {bucket["DeletionPolicy"] for bucket in buckets.values()} == {"Delete"}
+    for policy in resources(custom_app, "foundation", "AWS::S3::BucketPolicy").values():
+        assert policy.get("DeletionPolicy", "Delete") == "Delete"
+    (artifact,) = [name for name, bucket in buckets.items() if "LoggingConfiguration" in bucket["Properties"]]
+    log_bucket = buckets[artifact]["Properties"]["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    emptying = resources(custom_app, "foundation", "Custom::S3AutoDeleteObjects")
+    (log_emptying,) = [r for r in emptying.values() if r["Properties"]["BucketName"] == {"Ref": log_bucket}]
+    assert artifact in log_emptying["DependsOn"]
