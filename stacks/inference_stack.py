@@ -86,6 +86,8 @@ class InferenceStack(Stack):
             "Endpoint",
             endpoint_name=settings.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # A new run's endpoint config keeps the instance count autoscaling has set, not the initial one.
+            retain_all_variant_properties=True,
         )
         self.endpoint.node.add_dependency(self.log_group)
         if self.external_model_access is not None:

@@ -43,6 +43,7 @@ CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_tex
 
 PREFIX = "pt2"
 STACKS = ("foundation", "training", "inference")
+ENDPOINT = f"{PREFIX}-endpoint-c7g-4xlarge"  # the endpoint's name carries its instance type
 SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
@@ -219,11 +220,11 @@ def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: di
     assert _allows(endpoint_role, "s3:GetObject", _s3_arn(container["ModelDataUrl"]))
     assert _allows(endpoint_role, "ecr:BatchGetImage", _repository_arn(container["Image"]))
     sagemaker = aws.client("sagemaker")
-    endpoint = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     (variant,) = config["ProductionVariants"]
     assert (variant["ModelName"], variant["InstanceType"]) == (model["ModelName"], "ml.c7g.4xlarge")
-    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{PREFIX}-endpoint")[
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{ENDPOINT}")[
         "logGroups"
     ]
 
@@ -408,7 +409,7 @@ def test_a_new_run_replaces_the_instance_and_the_model(
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
     sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
@@ -467,7 +468,7 @@ def test_a_new_run_on_two_instances_replaces_the_instance_and_the_model(
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
     sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
     models = [m["ModelName"] for m in sagemaker.list_models()["Models"]]

@@ -3,9 +3,12 @@ evidence, the modes switch both ways, the endpoint follows a new run or instance
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.stacks.synthesis import Synthesized
+import pytest
+
+from tests.stacks.synthesis import Synthesized, synthesize
 
 
 def resources(app: Synthesized, stack: str, resource_type: str) -> dict[str, Any]:
@@ -18,6 +21,11 @@ def resources(app: Synthesized, stack: str, resource_type: str) -> dict[str, Any
 
 def exports(app: Synthesized) -> dict[str, Any]:
     return {name: output for name, output in app.template_json("foundation")["Outputs"].items() if "Export" in output}
+
+
+def log_groups(app: Synthesized) -> list[dict[str, Any]]:
+    stacks = ("foundation", "training", "inference") if app.application.training else ("foundation", "inference")
+    return [group for stack in stacks for group in resources(app, stack, "AWS::Logs::LogGroup").values()]
 
 
 def imports(app: Synthesized, stack: str) -> set[str]:
@@ -81,3 +89,42 @@ def test_deleted_buckets_go_with_their_policies_and_the_log_bucket_is_emptied_la
     emptying = resources(custom_app, "foundation", "Custom::S3AutoDeleteObjects")
     (log_emptying,) = [r for r in emptying.values() if r["Properties"]["BucketName"] == {"Ref": log_bucket}]
     assert artifact in log_emptying["DependsOn"]
+
+
+# ---- the endpoint --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def next_run_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory, {"runId": "run-2"})
+
+
+def endpoint(app: Synthesized) -> dict[str, Any]:
+    (found,) = resources(app, "inference", "AWS::SageMaker::Endpoint").values()
+    return dict(found["Properties"])
+
+
+def test_a_new_run_updates_the_endpoint_and_keeps_the_instance_count_autoscaling_set(
+    default_app: Synthesized, next_run_app: Synthesized
+) -> None:
+    """Same name: CloudFormation updates the endpoint in place (a new model is an update SageMaker allows
+    under autoscaling), and RetainAllVariantProperties keeps the current instance count."""
+    assert endpoint(next_run_app)["EndpointName"] == endpoint(default_app)["EndpointName"]
+    assert endpoint(next_run_app)["RetainAllVariantProperties"] is True
+    (model,) = resources(next_run_app, "inference", "AWS::SageMaker::Model").values()
+    assert "/runs/run-2/" in json.dumps(model["Properties"]["PrimaryContainer"]["ModelDataUrl"])
+
+
+def test_a_new_endpoint_instance_type_replaces_the_endpoint_its_scaling_target_and_its_log_group(
+    default_app: Synthesized, custom_app: Synthesized
+) -> None:
+    """SageMaker refuses to change the instance type of a variant under autoscaling; a new EndpointName makes
+    CloudFormation create a new endpoint instead, and everything named after it follows."""
+    for app, name in ((default_app, "pt2-endpoint-c7g-4xlarge"), (custom_app, "team2-endpoint-c7g-2xlarge")):
+        assert endpoint(app)["EndpointName"] == name
+        (logical_id,) = resources(app, "inference", "AWS::SageMaker::Endpoint")
+        (target,) = resources(app, "inference", "AWS::ApplicationAutoScaling::ScalableTarget").values()
+        resource_id = json.dumps(target["Properties"]["ResourceId"])
+        assert json.dumps({"Fn::GetAtt": [logical_id, "EndpointName"]}) in resource_id
+        groups = [group["Properties"].get("LogGroupName") for group in log_groups(app)]
+        assert f"/aws/sagemaker/Endpoints/{name}" in groups

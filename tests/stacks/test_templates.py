@@ -230,11 +230,11 @@ def test_endpoint_log_group_exists_before_the_endpoint_with_retention(custom_app
     template = custom_app.template_json("inference")
     (name,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"]
     assert template["Resources"][name]["Properties"] == {
-        "LogGroupName": "/aws/sagemaker/Endpoints/team2-endpoint",
+        "LogGroupName": "/aws/sagemaker/Endpoints/team2-endpoint-c7g-2xlarge",
         "RetentionInDays": 7,
     }
     endpoint = only(resources_of(custom_app, "inference", "AWS::SageMaker::Endpoint"))
-    assert endpoint["Properties"]["EndpointName"] == "team2-endpoint"
+    assert endpoint["Properties"]["EndpointName"] == "team2-endpoint-c7g-2xlarge"
     assert name in endpoint["DependsOn"]
 
 
