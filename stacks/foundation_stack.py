@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -26,9 +27,11 @@ class FoundationStack(Stack):
         self.settings = settings
         self.vpc = self._vpc()
         self.access_logs_bucket, self.artifact_bucket = self._buckets()
+        self.training_log_group, self.endpoint_log_group = self._run_log_groups()
         self.instance_role = self._instance_role()
         self.endpoint_role = self._endpoint_role()
         CfnOutput(self, "ArtifactBucketName", value=self.artifact_bucket.bucket_name)
+        CfnOutput(self, "TrainingLogGroup", value=self.training_log_group.log_group_name)
         self._export_what_either_mode_imports()
 
     def _vpc(self) -> ec2.Vpc:
@@ -93,6 +96,16 @@ class FoundationStack(Stack):
             access_logs.node.find_child("AutoDeleteObjectsCustomResource").node.add_dependency(artifacts)
         return access_logs, artifacts
 
+    def _run_log_groups(self) -> tuple[logs.LogGroup, logs.LogGroup]:
+        """The training instance's and the endpoint's logs live here, not in the stacks that write them: a
+        failed first create of those stacks rolls back everything it made, and the logs of why it failed
+        would go with it. This stack stays; `cdk destroy` still deletes both groups."""
+        retention = self.settings.log_retention_days
+        training = log_group(self, "TrainingLogs", retention)
+        # SageMaker would create this group itself, without retention, and leave it after destroy.
+        endpoint = log_group(self, "EndpointLogs", retention, name=self.settings.endpoint_log_group_name)
+        return training, endpoint
+
     def _instance_role(self) -> iam.Role:
         """The recipe's `ec2_role`: Session Manager and the training image; S3 and logs come per run."""
         role = iam.Role(
@@ -152,6 +165,8 @@ class FoundationStack(Stack):
             self.artifact_bucket.bucket_name,
             self.artifact_bucket.bucket_arn,
             self.instance_role.role_name,
+            self.training_log_group.log_group_name,
+            self.training_log_group.log_group_arn,
             self.endpoint_role.role_name,
             self.endpoint_role.role_arn,
         ):

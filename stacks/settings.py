@@ -329,7 +329,8 @@ OPTIONS: tuple[Option, ...] = (
         False,
         _boolean,
         "true or false",
-        "Keep a failed training instance up for Session Manager debugging (until the timeout).",
+        "Keep a failed training instance up for Session Manager debugging (until the timeout); make deploy then "
+        "deploys with --no-rollback, since a rollback would terminate it.",
     ),
     Option(
         "alarmEmail",

@@ -353,7 +353,7 @@ def test_bootstrap_and_training_logs_reach_cloudwatch(
     aws: LocalAws, deployed: dict[str, Stack], trained: Played
 ) -> None:
     logs = aws.client("logs")
-    group = deployed["training"].outputs["TrainingLogGroup"]
+    group = deployed["foundation"].outputs["TrainingLogGroup"]
     streams = {stream["logStreamName"] for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]}
     assert streams == {"run-1/bootstrap", "run-1/training"}
     training = _messages(aws, group, "run-1/training")

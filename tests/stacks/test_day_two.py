@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Annotations, Match
 
 from tests.stacks.synthesis import Synthesized, synthesize
 
@@ -44,6 +45,47 @@ def imports(app: Synthesized, stack: str) -> set[str]:
 
     walk(app.template_json(stack))
     return found
+
+
+# ---- a failed deploy ------------------------------------------------------------------------------------
+
+
+def test_the_logs_of_a_run_and_of_the_endpoint_outlive_a_rollback_of_their_stacks(
+    default_app: Synthesized, existing_model_app: Synthesized
+) -> None:
+    """A failed first create rolls back everything its stack made; the foundation's log groups stay (in both
+    modes), and go with the foundation on destroy."""
+    for app in (default_app, existing_model_app):
+        stacks = ("training", "inference") if app.application.training else ("inference",)
+        for stack in stacks:
+            assert resources(app, stack, "AWS::Logs::LogGroup") == {}, stack
+        groups = resources(app, "foundation", "AWS::Logs::LogGroup")
+        assert {group.get("DeletionPolicy") for group in groups.values()} == {"Delete"}
+        assert "/aws/sagemaker/Endpoints/pt2-endpoint-c7g-4xlarge" in [
+            group["Properties"].get("LogGroupName") for group in groups.values()
+        ]
+    (training_group,) = [
+        name
+        for name, group in resources(default_app, "foundation", "AWS::Logs::LogGroup").items()
+        if name.startswith("TrainingLogs")
+    ]
+    training = json.dumps(default_app.template_json("training"))
+    for export in ("Ref" + training_group, "FnGetAtt" + training_group + "Arn"):  # the user data's, the policy's
+        assert f"pt2-foundation:ExportsOutput{export}" in training
+
+
+def test_keep_instance_on_failure_warns_at_synth_that_the_deploy_must_not_roll_back(
+    default_app: Synthesized, custom_app: Synthesized
+) -> None:
+    def warnings(app: Synthesized) -> list[str]:
+        training = app.application.training
+        assert training is not None
+        found = Annotations.from_stack(training).find_warning("*", Match.string_like_regexp("keepInstanceOnFailure"))
+        return [str(message.entry.data) for message in found]
+
+    assert warnings(default_app) == []
+    (warning,) = warnings(custom_app)
+    assert "--no-rollback" in warning
 
 
 # ---- modes -----------------------------------------------------------------------------------------------
