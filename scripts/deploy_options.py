@@ -23,12 +23,19 @@ def deploy_options(context: dict[str, Any]) -> list[str]:
     return ["--no-rollback"] if settings.keep_instance_on_failure else []
 
 
+def key_value(pair: str) -> tuple[str, str]:
+    key, equals, value = pair.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"{pair!r} is not KEY=VALUE")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE", help="as for cdk")
+    parser.add_argument("-c", "--context", action="append", type=key_value, default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     context = json.loads(CDK_JSON.read_text())["context"]
-    context.update(pair.split("=", 1) for pair in args.context)
+    context.update(args.context)
     try:
         print(" ".join(deploy_options(context)))
     except SettingsError as error:

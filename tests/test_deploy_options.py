@@ -30,6 +30,13 @@ def test_a_bad_setting_fails_with_the_apps_one_line(capsys: pytest.CaptureFixtur
     )
 
 
+def test_a_context_without_a_value_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["-c", "keepInstanceOnFailure"])
+    assert exit_.value.code == 2
+    assert "'keepInstanceOnFailure' is not KEY=VALUE" in capsys.readouterr().err
+
+
 def test_make_deploy_passes_the_context_and_the_options_to_cdk() -> None:
     """With `echo` as the CDK CLI; -o: the install stamps count as up to date, nothing is installed."""
     stamps = ["-o", ".venv/.installed", "-o", "node_modules/.installed"]
