@@ -58,8 +58,8 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy .
 
-deploy: $(VENV)/.installed node_modules/.installed ## Deploy all stacks to the AWS account of your credentials
-	$(CDK) deploy --all
+deploy: $(VENV)/.installed node_modules/.installed ## Deploy all stacks (settings: CONTEXT="-c key=value ..."); keepInstanceOnFailure adds --no-rollback
+	@options=$$($(PY) -m scripts.deploy_options $(CONTEXT)) && $(CDK) deploy --all $(CONTEXT) $$options
 
 destroy: $(VENV)/.installed node_modules/.installed ## Remove every stack (the artifact bucket stays unless deleteBucketOnDestroy=true)
 	$(CDK) destroy --all

@@ -63,6 +63,7 @@ class Application:
         if self.training is not None:
             self.inference.add_stack_dependency(self.training, "the endpoint is created once the model exists")
         self._warn_about_image_pair()
+        self._warn_about_kept_instances()
         acknowledge_findings(self)
         cdk.Validations.of(self.app).add_plugins(AwsSolutionsChecks(self.app))
 
@@ -73,3 +74,12 @@ class Application:
     def _warn_about_image_pair(self) -> None:
         if self.settings.image_pair != "current":
             cdk.Annotations.of(self.inference).add_warning_v2("pt2:image-pair", self.settings.images.note)
+
+    def _warn_about_kept_instances(self) -> None:
+        """A rollback terminates the instance that keepInstanceOnFailure keeps; only the CLI can skip it."""
+        if self.training is not None and self.settings.keep_instance_on_failure:
+            cdk.Annotations.of(self.training).add_warning_v2(
+                "pt2:keep-instance",
+                "keepInstanceOnFailure=true keeps a failed instance only if the deploy does not roll back: "
+                "make deploy passes --no-rollback; with npx cdk deploy, pass --no-rollback yourself",
+            )

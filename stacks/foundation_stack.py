@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -26,9 +27,12 @@ class FoundationStack(Stack):
         self.settings = settings
         self.vpc = self._vpc()
         self.access_logs_bucket, self.artifact_bucket = self._buckets()
+        self.training_log_group, self.endpoint_log_group = self._run_log_groups()
         self.instance_role = self._instance_role()
         self.endpoint_role = self._endpoint_role()
         CfnOutput(self, "ArtifactBucketName", value=self.artifact_bucket.bucket_name)
+        CfnOutput(self, "TrainingLogGroup", value=self.training_log_group.log_group_name)
+        self._export_what_either_mode_imports()
 
     def _vpc(self) -> ec2.Vpc:
         """Two AZs; the instance sits in a private subnet and reaches S3 through a gateway endpoint."""
@@ -81,7 +85,26 @@ class FoundationStack(Stack):
             **SECURE_BUCKET,
             **lifecycle,
         )
+        if keep:
+            # Without this the policies go with the stack: the kept artifact bucket would then accept
+            # plain HTTP, and S3 could no longer deliver its access logs into the kept log bucket.
+            for bucket in (access_logs, artifacts):
+                assert bucket.policy is not None  # enforce_ssl made one
+                bucket.policy.apply_removal_policy(RemovalPolicy.RETAIN)
+        else:
+            # Emptying the log bucket waits until the artifact bucket, whose requests it logs, is gone.
+            access_logs.node.find_child("AutoDeleteObjectsCustomResource").node.add_dependency(artifacts)
         return access_logs, artifacts
+
+    def _run_log_groups(self) -> tuple[logs.LogGroup, logs.LogGroup]:
+        """The training instance's and the endpoint's logs live here, not in the stacks that write them: a
+        failed first create of those stacks rolls back everything it made, and the logs of why it failed
+        would go with it. This stack stays; `cdk destroy` still deletes both groups."""
+        retention = self.settings.log_retention_days
+        training = log_group(self, "TrainingLogs", retention)
+        # SageMaker would create this group itself, without retention, and leave it after destroy.
+        endpoint = log_group(self, "EndpointLogs", retention, name=self.settings.endpoint_log_group_name)
+        return training, endpoint
 
     def _instance_role(self) -> iam.Role:
         """The recipe's `ec2_role`: Session Manager and the training image; S3 and logs come per run."""
@@ -130,6 +153,24 @@ class FoundationStack(Stack):
             )
         )
         return role
+
+    def _export_what_either_mode_imports(self) -> None:
+        """CDK exports only what this synth's other stacks import, and training mode imports other values
+        than modelDataUrl mode; CloudFormation refuses to remove an export a deployed stack still imports
+        ("Cannot delete export ... as it is in use"). So the union is exported in both modes, under the
+        names CDK gives its own exports."""
+        for value in (
+            self.vpc.vpc_id,
+            *(subnet.subnet_id for subnet in self.vpc.private_subnets),
+            self.artifact_bucket.bucket_name,
+            self.artifact_bucket.bucket_arn,
+            self.instance_role.role_name,
+            self.training_log_group.log_group_name,
+            self.training_log_group.log_group_arn,
+            self.endpoint_role.role_name,
+            self.endpoint_role.role_arn,
+        ):
+            self.export_value(value)
 
     def _allow_image_pull(self, role: iam.Role, image_uri: str) -> None:
         role.add_to_policy(

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
 from stacks.monitoring import Monitoring
-from stacks.secure_defaults import encryption_key, log_group
+from stacks.secure_defaults import encryption_key
 from stacks.settings import Settings
 
 VARIANT = "AllTraffic"
@@ -77,17 +77,14 @@ class InferenceStack(Stack):
         self.model = self._model()
         self.external_model_access = self._allow_reading_external_model()
         self.endpoint_config = self._endpoint_config()
-        # SageMaker would create this group itself, without retention, and leave it after destroy.
-        self.log_group = log_group(
-            self, "EndpointLogs", settings.log_retention_days, name=settings.endpoint_log_group_name
-        )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_name=settings.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # A new run's endpoint config keeps the instance count autoscaling has set, not the initial one.
+            retain_all_variant_properties=True,
         )
-        self.endpoint.node.add_dependency(self.log_group)
         if self.external_model_access is not None:
             # The endpoint's instances download the model with the role: the grant must exist first,
             # and CloudFormation only orders what a reference or DependsOn links.

@@ -15,7 +15,6 @@ from constructs import IConstruct
 if TYPE_CHECKING:
     from stacks.app_builder import Application
     from stacks.foundation_stack import FoundationStack
-    from stacks.inference_stack import InferenceStack
     from stacks.training_stack import TrainingStack
 
 
@@ -43,7 +42,6 @@ def acknowledge_findings(application: Application) -> None:
     _foundation(application.foundation)
     if application.training is not None:
         _training(application.training)
-    _inference(application.inference)
 
 
 _LOGS_WITHOUT_CMK = (
@@ -96,7 +94,8 @@ def _foundation(stack: FoundationStack) -> None:
         "CKV_AWS_18",
         "This is the access-log bucket itself; logging it into another bucket would only move the question.",
     )
-    skip_checkov(stack.flow_log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
+    for group in (stack.flow_log_group, stack.training_log_group, stack.endpoint_log_group):
+        skip_checkov(group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
     if stack.settings.delete_bucket_on_destroy:
         _auto_delete_provider(stack)
 
@@ -129,14 +128,9 @@ def _training(stack: TrainingStack) -> None:
             "A one-job instance that terminates itself when training ends; termination protection would keep a "
             "GPU billing and block cdk destroy.",
         )
-    skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
     ignore_cfn_lint(
         stack,
         "W6001",
         "ModelDataUrl is printed by cdk deploy so users can find the trained model; it embeds the bucket name "
         "imported from the foundation stack.",
     )
-
-
-def _inference(stack: InferenceStack) -> None:
-    skip_checkov(stack.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)

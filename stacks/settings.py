@@ -329,7 +329,8 @@ OPTIONS: tuple[Option, ...] = (
         False,
         _boolean,
         "true or false",
-        "Keep a failed training instance up for Session Manager debugging (until the timeout).",
+        "Keep a failed training instance up for Session Manager debugging (until the timeout); make deploy then "
+        "deploys with --no-rollback, since a rollback would terminate it.",
     ),
     Option(
         "alarmEmail",
@@ -531,8 +532,10 @@ class Settings:
 
     @property
     def endpoint_name(self) -> str:
-        """Named, unlike the other resources, so its log group can exist (with retention) before it."""
-        return f"{self.prefix}-endpoint"
+        """Named, unlike the other resources, so its log group can exist (with retention) before it. The name
+        carries the instance type: SageMaker refuses to change the type of a variant under autoscaling, so a
+        new type makes a new endpoint (and scaling target, and log group) instead, which needs a new name."""
+        return f"{self.prefix}-endpoint-{self.endpoint_instance_type.removeprefix('ml.').replace('.', '-')}"
 
     @property
     def endpoint_log_group_name(self) -> str:

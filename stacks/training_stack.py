@@ -17,7 +17,7 @@ from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
 from stacks.instance_types import GPU_INSTANCE_TYPES
-from stacks.secure_defaults import egress_only_security_group, log_group
+from stacks.secure_defaults import egress_only_security_group
 from stacks.settings import Settings
 from stacks.training_cluster import NodePlacement, TrainingCluster
 from stacks.user_data import render_user_data
@@ -43,7 +43,7 @@ class TrainingStack(Stack):
         self.foundation = foundation
         bucket = foundation.artifact_bucket.bucket_name
         self.model_data_url = f"s3://{bucket}/{settings.run_prefix}/model.tar.gz"
-        self.log_group = log_group(self, "TrainingLogs", settings.log_retention_days)
+        self.log_group = foundation.training_log_group
         run = Construct(self, f"Run-{settings.run_id}")
         self.assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
         self.run_policy = self._run_policy(run, self.assets)
@@ -71,7 +71,6 @@ class TrainingStack(Stack):
         self.wait_condition.node.add_dependency(*self.instances)
         CfnOutput(self, "ModelDataUrl", value=self.model_data_url)
         CfnOutput(self, "TrainingInstanceId", value=self.instances[0].instance_id)
-        CfnOutput(self, "TrainingLogGroup", value=self.log_group.log_group_name)
 
     def _asset(self, scope: Construct, folder: str) -> s3_assets.Asset:
         return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=folder, exclude=ASSET_EXCLUDES)

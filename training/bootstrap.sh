@@ -43,6 +43,7 @@ PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
 OUTPUT_DIR=$WORK_ROOT/output   # training's --output-dir: checkpoints/ model/ metrics.json
 CACHE_DIR=$WORK_ROOT/cache     # hub and compile caches, kept
 LOG_FILE=$WORK_ROOT/logs/bootstrap.log
+SHIPPED_LINES=$WORK_ROOT/logs/shipped-lines # LOG_FILE's lines in CloudWatch (a file: subshells ship too)
 IMAGE=pt2-training
 CURRENT_STEP=start
 SYNC_PID=
@@ -356,10 +357,12 @@ PY
 }
 
 # usage: send_signal STATUS DATA REASON [LOG_FILE]. Each node of a cluster signals under its own id.
+# The log ships first: a FAILURE makes CloudFormation roll back, and the instance may go with it.
 send_signal() {
   local id=${RUN_ID:-bootstrap}
   ((NODE_COUNT == 1)) || id+="-node-$NODE_RANK"
   signal_body "$1" "$id" "$2" "$3" "${4:-}" >"$WORK_ROOT/signal.json"
+  ship_log
   curl -sS --fail --retry 5 --retry-connrefused --max-time 60 -X PUT -H 'Content-Type:' \
     --data-binary "@$WORK_ROOT/signal.json" "$WAIT_HANDLE_URL"
   echo "sent $1 signal"
@@ -372,36 +375,48 @@ signal_success() {
   send_signal SUCCESS "$metrics" "run $RUN_ID: model uploaded to $MODEL_S3_URI"
 }
 
+# The lines not shipped yet; a failure to ship is logged, never fatal.
+ship_log() {
+  [[ -n ${LOG_GROUP_NAME:-} && -n ${RUN_ID:-} ]] || return 0
+  ship_new_lines || log "could not ship the log to CloudWatch"
+}
+
 # put-log-events takes at most 10,000 events and 1 MB per call: one call per batch file.
-ship_logs() {
+ship_new_lines() {
   local batch stream dir=$WORK_ROOT/logs/batches
   stream=$(log_stream bootstrap)
   rm -rf "$dir"
   mkdir -p "$dir"
-  python3 - "$LOG_FILE" "$dir" <<'PY'
-import json, sys, time
-log_file, out_dir = sys.argv[1:]
+  python3 - "$LOG_FILE" "$dir" "$SHIPPED_LINES" <<'PY'
+import json, os, sys, time
+log_file, out_dir, shipped_file = sys.argv[1:]
+shipped = int(open(shipped_file).read()) if os.path.exists(shipped_file) else 0
 now, batches, size = int(time.time() * 1000), [[]], 0
 with open(log_file, errors="replace") as f:
-    for line in filter(None, f.read().splitlines()):
-        message = line.encode()[:200_000].decode(errors="ignore")
-        cost = len(message.encode()) + 26
-        if size + cost > 1_000_000 or len(batches[-1]) == 10_000:
-            batches.append([])
-            size = 0
-        batches[-1].append({"timestamp": now, "message": message})
-        size += cost
+    lines = f.read().splitlines()
+with open(shipped_file + ".new", "w") as f:  # moved in place once sent
+    f.write(str(len(lines)))
+for line in filter(None, lines[shipped:]):
+    message = line.encode()[:200_000].decode(errors="ignore")
+    cost = len(message.encode()) + 26
+    if size + cost > 1_000_000 or len(batches[-1]) == 10_000:
+        batches.append([])
+        size = 0
+    batches[-1].append({"timestamp": now, "message": message})
+    size += cost
 for i, batch in enumerate(b for b in batches if b):
     with open(f"{out_dir}/{i:05d}.json", "w") as f:
         json.dump(batch, f)
 PY
-  # An earlier boot may have created the stream already.
-  aws logs create-log-stream --log-group-name "$LOG_GROUP_NAME" --log-stream-name "$stream" 2>/dev/null ||
-    true
+  # Once a boot; an earlier boot may have created the stream already.
+  [[ -f $SHIPPED_LINES ]] ||
+    aws logs create-log-stream --log-group-name "$LOG_GROUP_NAME" --log-stream-name "$stream" 2>/dev/null || true
   for batch in "$dir"/*.json; do
+    [[ -e $batch ]] || continue # nothing new
     aws logs put-log-events --log-group-name "$LOG_GROUP_NAME" --log-stream-name "$stream" \
-      --log-events "file://$batch" >/dev/null
+      --log-events "file://$batch" >/dev/null || return 1
   done
+  mv "$SHIPPED_LINES.new" "$SHIPPED_LINES"
 }
 
 keep_instance_message() {
@@ -431,7 +446,7 @@ on_exit() {
     [[ $KEEP_INSTANCE_ON_FAILURE != true ]] || { keep_instance_message; power_off=false; }
   fi
   [[ $power_off == false ]] || log "shutting down"
-  [[ -z $LOG_GROUP_NAME || -z $RUN_ID ]] || ship_logs || log "could not ship the log to CloudWatch"
+  ship_log # the lines since the signal
   [[ $power_off == false ]] || shutdown -h now
 }
 
@@ -442,6 +457,7 @@ main() {
   trap 'INTERRUPTED=true; exit 129' HUP
   mkdir -p "$WORK_ROOT/logs" "$OUTPUT_DIR"
   [[ ! -f $LOG_FILE ]] || mv "$LOG_FILE" "$LOG_FILE.previous" # shipped by the earlier boot
+  rm -f "$SHIPPED_LINES"
   log "run ${RUN_ID:-?}: bootstrap started"
   run_step check-config check_config
   export AWS_DEFAULT_REGION=$AWS_REGION

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -373,6 +374,25 @@ def test_failure_logs_are_shipped_too(sandbox: Sandbox) -> None:
     assert any("simulated failure of 'docker pull" in message for message in messages)
 
 
+@pytest.mark.parametrize("failing_call", ["", "docker:run *training.train*"], ids=["success", "failure"])
+def test_the_log_ships_before_the_signal_and_each_line_once(sandbox: Sandbox, failing_call: str) -> None:
+    """A FAILURE signal starts the rollback, which may end the instance: what it logged must be out by then."""
+    sandbox.env["STANDIN_FAIL"] = failing_call
+    run = sandbox.run()
+
+    tools = [call[0] if call[0] != "aws" else " ".join(call[:3]) for call in run.calls]
+    signal = tools.index("curl")
+    assert "aws logs put-log-events" in tools[:signal]
+    assert "aws logs put-log-events" in tools[signal:]  # and the lines written since
+    messages = [event["message"] for event in sandbox.log_events()]
+    log_file = Path(sandbox.env["WORK_ROOT"]) / "logs" / "bootstrap.log"
+    assert messages == [line for line in log_file.read_text().splitlines() if line]
+    status = only_signal(run)["Status"]
+    assert any(message.endswith(f"sent {status} signal") for message in messages)
+    if failing_call:
+        assert any("simulated failure of 'docker run" in message for message in messages)
+
+
 def test_unreachable_cloudwatch_changes_nothing_else(sandbox: Sandbox) -> None:
     sandbox.env["STANDIN_FAIL"] = "aws:logs put-log-events *"
     run = sandbox.run()
@@ -421,7 +441,8 @@ def test_bad_config_fails_clearly_before_touching_anything(
     assert run.returncode != 0
     assert f"config: {message}" in run.stdout
     assert message in only_signal(run)["Reason"]
-    assert [call[0] for call in run.calls] == ["curl", "aws", "aws", "shutdown"]  # signal, log, power off
+    # the log (stream, events), the signal, the lines since (events), power off
+    assert [call[0] for call in run.calls] == ["aws", "aws", "curl", "aws", "shutdown"]
     assert run.powered_off
 
 

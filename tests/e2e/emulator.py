@@ -50,6 +50,10 @@ SERVER  EC2 has placement groups, and CloudFormation's AWS::EC2::PlacementGroup 
 SERVER  CloudFormation puts an AWS::EC2::NetworkInterface into the security groups of its GroupSet;
         moto reads a SecurityGroups property instead (which CloudFormation does not have) and puts
         the interface into the VPC's default group. GroupSet is passed on here.
+SERVER  CloudFormation refuses an UpdateStack that would remove an export another stack imports ("Cannot
+        delete export ... as it is in use by ..."), and makes the exports an update adds importable.
+        moto checks nothing and keeps the exports of the stack's create. Both are done here, so a
+        switch between training mode and modelDataUrl mode fails here as it fails on AWS.
 CLIENT  The CDK CLI builds the TemplateURL of a deployment from AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION;
         moto parses path-style bucket names only for the host `localhost` (with 127.0.0.1 it looks
         for a bucket named "127"), so that one URL says localhost.
@@ -86,6 +90,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -473,14 +478,58 @@ def _update_what_references_an_updated_resource() -> None:
 
 def _references(node: Any) -> set[str]:
     """Logical ids a template fragment points at through Ref or Fn::GetAtt."""
+
+    def referenced(mapping: dict[str, Any]) -> set[str]:
+        found = {mapping["Ref"]} if isinstance(mapping.get("Ref"), str) else set()
+        return found | ({mapping["Fn::GetAtt"][0]} if isinstance(mapping.get("Fn::GetAtt"), list) else set())
+
+    return _found_in_mappings(node, referenced)
+
+
+def _imports(node: Any) -> set[str]:
+    """Export names a template fragment imports through Fn::ImportValue (CDK writes them as literals)."""
+    return _found_in_mappings(
+        node, lambda mapping: {mapping["Fn::ImportValue"]} if isinstance(mapping.get("Fn::ImportValue"), str) else set()
+    )
+
+
+def _found_in_mappings(node: Any, find: Callable[[dict[str, Any]], set[str]]) -> set[str]:
+    """What `find` finds in each mapping of a template fragment, at any depth."""
     if isinstance(node, list):
-        return set().union(*map(_references, node)) if node else set()
+        return set().union(*(_found_in_mappings(item, find) for item in node))
     if not isinstance(node, dict):
         return set()
-    found = {node["Ref"]} if isinstance(node.get("Ref"), str) else set()
-    if isinstance(node.get("Fn::GetAtt"), list):
-        found.add(node["Fn::GetAtt"][0])
-    return found.union(*map(_references, node.values())) if node else found
+    return find(node).union(*(_found_in_mappings(value, find) for value in node.values()))
+
+
+def _keep_exports_that_are_in_use() -> None:
+    """SERVER gap: an export in use cannot be removed by an update; an update's exports are importable."""
+    import json
+
+    from moto.cloudformation.exceptions import ValidationError
+    from moto.cloudformation.models import CloudFormationBackend
+
+    update = CloudFormationBackend.update_stack
+
+    def update_stack(self: Any, name: str, template: str, *args: Any, **kwargs: Any) -> Any:
+        stack = self.get_stack(name)
+        outputs = json.loads(template).get("Outputs", {}).values()
+        kept = {output["Export"]["Name"] for output in outputs if "Export" in output}
+        for export in stack.exports:
+            users = [
+                other.name
+                for other in self.stacks.values()
+                if other.stack_id != stack.stack_id and export.name in _imports(other.template_dict)
+            ]
+            if export.name not in kept and users:
+                raise ValidationError(message=f"Cannot delete export {export.name} as it is in use by {users[0]}")
+        for export in stack.exports:
+            self.exports.pop(export.name, None)
+        updated = update(self, name, template, *args, **kwargs)
+        self.exports.update((export.name, export) for export in updated.exports)
+        return updated
+
+    CloudFormationBackend.update_stack = update_stack  # type: ignore[method-assign]
 
 
 def _honour_endpoint_names() -> None:
@@ -505,6 +554,7 @@ def serve(argv: list[str] | None = None) -> None:
     _log_group_arns_as_cloudformation_gives_them()
     _previous_values_of_defaulted_parameters()
     _update_what_references_an_updated_resource()
+    _keep_exports_that_are_in_use()
     _key_policies_as_text()
     _accept_graviton_endpoints()
     _model_wait_condition_handles(args.wait_handle_url)

@@ -2,10 +2,11 @@
 
 upload the user's labelled files to S3 -> cdk bootstrap -> cdk deploy --all with their URLs and
 labels -> read back what CloudFormation made -> play the training instance (a failed first boot,
-then a successful one, then a reboot) -> serve the model the endpoint would serve -> deploy a new
-run that names a missing file, whose instance fails within a minute -> deploy the next run on a
-cluster of two instances -> play both nodes, which train as one job -> serve an existing model
-without training -> cdk destroy --all -> nothing billable left. The real CDK CLI, the real aws CLI
+whose stack is rolled back while its logs stay; then, deployed again, a successful one, then a
+reboot) -> serve the model the endpoint would serve -> deploy a new run that names a missing file,
+whose instance fails within a minute -> deploy the next run on a cluster of two instances -> play
+both nodes, which train as one job -> switch to serving an existing model without training, and
+back -> cdk destroy --all -> nothing billable left. The real CDK CLI, the real aws CLI
 and boto3 talk to moto (tests/e2e/emulator.py lists where moto differs from AWS and how each
 difference is handled).
 
@@ -43,6 +44,7 @@ CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_tex
 
 PREFIX = "pt2"
 STACKS = ("foundation", "training", "inference")
+ENDPOINT = f"{PREFIX}-endpoint-c7g-4xlarge"  # the endpoint's name carries its instance type
 SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
@@ -219,11 +221,11 @@ def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: di
     assert _allows(endpoint_role, "s3:GetObject", _s3_arn(container["ModelDataUrl"]))
     assert _allows(endpoint_role, "ecr:BatchGetImage", _repository_arn(container["Image"]))
     sagemaker = aws.client("sagemaker")
-    endpoint = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     (variant,) = config["ProductionVariants"]
     assert (variant["ModelName"], variant["InstanceType"]) == (model["ModelName"], "ml.c7g.4xlarge")
-    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{PREFIX}-endpoint")[
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{ENDPOINT}")[
         "logGroups"
     ]
 
@@ -274,18 +276,27 @@ def failed_boot(
 
 
 @pytest.fixture(scope="module")
+def rolled_back(aws: LocalAws, failed_boot: Played) -> None:
+    """What CloudFormation does with the FAILURE of a first create: it deletes everything the training stack
+    made (the emulator completes the wait at once, so the rollback is played by deleting the stack)."""
+    aws.cdk("destroy", f"{PREFIX}-training", "--exclusively", "--force", context=own_data())
+    assert f"{PREFIX}-training" not in aws.live_stacks()
+
+
+@pytest.fixture(scope="module")
 def trained(
     aws: LocalAws,
-    deployed: dict[str, Stack],
     inputs: dict[str, Path],
-    failed_boot: Played,
+    rolled_back: None,
     package_index: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Played:
-    """The run's next instance, once the user uploaded a good train file: it trains for real (torchrun,
-    two processes)."""
+    """The user read why, uploaded a good train file and deployed again: the run's new instance trains for
+    real (torchrun, two processes)."""
     upload(aws, "train", inputs["train"])
-    return play(aws, deployed["training"], tmp_path_factory.mktemp("instance"), inputs["model"], package_index)
+    aws.deploy(**own_data())
+    training = aws.stack(f"{PREFIX}-training")
+    return play(aws, training, tmp_path_factory.mktemp("instance"), inputs["model"], package_index)
 
 
 def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
@@ -302,6 +313,17 @@ def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
     )
     assert not _objects(aws, deployed, "runs/run-1/")
     assert failed_boot.boot.powered_off
+
+
+def test_the_failed_runs_log_outlives_the_rollback_of_its_stack(
+    aws: LocalAws, deployed: dict[str, Stack], rolled_back: None
+) -> None:
+    """The training instance's log group is the foundation's: the rollback left the stream that says why."""
+    group = deployed["foundation"].outputs["TrainingLogGroup"]
+    bootstrap = _messages(aws, group, "run-1/bootstrap")
+    assert any("step train: failed with exit code" in message for message in bootstrap)
+    assert any("found 'angry'" in message for message in bootstrap)
+    assert any("found 'angry'" in message for message in _messages(aws, group, "run-1/training"))
 
 
 def test_a_successful_run_uploads_the_archive_the_endpoint_reads(
@@ -352,7 +374,7 @@ def test_bootstrap_and_training_logs_reach_cloudwatch(
     aws: LocalAws, deployed: dict[str, Stack], trained: Played
 ) -> None:
     logs = aws.client("logs")
-    group = deployed["training"].outputs["TrainingLogGroup"]
+    group = deployed["foundation"].outputs["TrainingLogGroup"]
     streams = {stream["logStreamName"] for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]}
     assert streams == {"run-1/bootstrap", "run-1/training"}
     training = _messages(aws, group, "run-1/training")
@@ -398,7 +420,7 @@ def test_a_new_run_replaces_the_instance_and_the_model(
     aws: LocalAws, deployed: dict[str, Stack], trained: Played
 ) -> None:
     """Run 2 names a validation file that was never uploaded (the next test boots its instance)."""
-    old_instance = _instance(aws, deployed["training"])["InstanceId"]
+    old_instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
     old_model = _model(aws, deployed["inference"])["ModelName"]
     aws.deploy(runId="run-2", **own_data(validationDataUrl=f"s3://{DATA_BUCKET}/{MISSING_KEY}"))
     training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
@@ -408,7 +430,7 @@ def test_a_new_run_replaces_the_instance_and_the_model(
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
     sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
     assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
@@ -467,7 +489,7 @@ def test_a_new_run_on_two_instances_replaces_the_instance_and_the_model(
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
     sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=f"{PREFIX}-endpoint")["EndpointConfigName"]
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
     models = [m["ModelName"] for m in sagemaker.list_models()["Models"]]
@@ -604,10 +626,11 @@ def _node_user_data(aws: LocalAws, new_run: NewRun) -> list[bytes]:
     return [user_data(aws.client("ec2"), node) for node in new_run.training.physical_ids("AWS::EC2::Instance")]
 
 
-def test_an_existing_model_is_served_without_training(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played
-) -> None:
-    """`cdk deploy <prefix>-foundation <prefix>-inference -c modelDataUrl=s3://...`, for a model from elsewhere."""
+def test_the_modes_switch_there_and_back(aws: LocalAws, deployed: dict[str, Stack], trained: Played) -> None:
+    """`cdk deploy pt2-foundation pt2-inference -c modelDataUrl=s3://...` on the account deployed in training
+    mode serves a model from elsewhere, and `cdk deploy --all` goes back to the last run's. The foundation
+    exports the same values in both modes: the emulator, like CloudFormation, refuses to remove an export
+    that a deployed stack imports."""
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=EXTERNAL_MODEL_BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
     s3.put_object(
@@ -616,15 +639,21 @@ def test_an_existing_model_is_served_without_training(
         Body=(trained.instance.work_root / "output" / "model.tar.gz").read_bytes(),
     )
     url = f"s3://{EXTERNAL_MODEL_BUCKET}/{EXTERNAL_MODEL_KEY}"
-    context = {"prefix": "byom", "modelDataUrl": url}
-    aws.deploy("byom-foundation", "byom-inference", **context)
-    assert "byom-training" not in aws.stack_statuses()
-    foundation, inference = aws.stack("byom-foundation"), aws.stack("byom-inference")
-    model = _model(aws, inference)
+    training = aws.stack(f"{PREFIX}-training")
+    aws.deploy(f"{PREFIX}-foundation", f"{PREFIX}-inference", modelDataUrl=url)
+    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
     assert model["PrimaryContainer"]["ModelDataUrl"] == url
-    assert _allows(_role_policies(aws, foundation, "EndpointRole"), "s3:GetObject", _s3_arn(url))
-    aws.destroy("byom-foundation", "byom-inference", **context)
-    assert not {"byom-foundation", "byom-inference"} & aws.live_stacks()
+    assert _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
+    assert aws.stack(f"{PREFIX}-training").resources == training.resources  # the last run's stack, untouched
+
+    aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
+    assert not _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
+    assert sorted(aws.stack(f"{PREFIX}-training").physical_ids("AWS::EC2::Instance")) == sorted(
+        training.physical_ids("AWS::EC2::Instance")
+    )
 
 
 def test_destroy_leaves_nothing_billable(aws: LocalAws, deployed: dict[str, Stack]) -> None:

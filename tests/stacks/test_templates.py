@@ -237,21 +237,22 @@ def test_model_key_in_user_data_equals_the_models_model_data_url(default_app: Sy
 
 
 def test_endpoint_log_group_exists_before_the_endpoint_with_retention(custom_app: Synthesized) -> None:
-    template = custom_app.template_json("inference")
-    (name,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Logs::LogGroup"]
-    assert template["Resources"][name]["Properties"] == {
-        "LogGroupName": "/aws/sagemaker/Endpoints/team2-endpoint",
+    """The foundation's: deployed before the endpoint's stack, and kept when a failed endpoint rolls back."""
+    groups = resources_of(custom_app, "foundation", "AWS::Logs::LogGroup").values()
+    assert {
+        "LogGroupName": "/aws/sagemaker/Endpoints/team2-endpoint-c7g-2xlarge",
         "RetentionInDays": 7,
-    }
+    } in [group["Properties"] for group in groups]
     endpoint = only(resources_of(custom_app, "inference", "AWS::SageMaker::Endpoint"))
-    assert endpoint["Properties"]["EndpointName"] == "team2-endpoint"
-    assert name in endpoint["DependsOn"]
+    assert endpoint["Properties"]["EndpointName"] == "team2-endpoint-c7g-2xlarge"
+    assert "team2-foundation" in custom_app.manifest["artifacts"]["team2-inference"]["dependencies"]
 
 
-def test_training_log_group_has_the_configured_retention(default_app: Synthesized, custom_app: Synthesized) -> None:
+def test_log_groups_have_the_configured_retention(default_app: Synthesized, custom_app: Synthesized) -> None:
+    """The VPC flow log's, the training instance's and the endpoint's, all in the foundation."""
     for app, days in ((default_app, 30), (custom_app, 7)):
-        app.template("training").has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": days})
-        app.template("foundation").has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": days})
+        groups = resources_of(app, "foundation", "AWS::Logs::LogGroup").values()
+        assert [group["Properties"]["RetentionInDays"] for group in groups] == [days] * 3
 
 
 def test_endpoint_instance_type_count_and_encrypted_volume(default_app: Synthesized, custom_app: Synthesized) -> None:

@@ -156,7 +156,7 @@ def test_everything_of_the_run_is_under_its_run_construct_and_waited_for(
     app, _, _ = cluster
     run = "Run" + app.application.settings.run_id.replace("-", "")
     template = app.template_json("training")["Resources"]
-    assert {name for name in template if not name.startswith(run)} == {only_name(resources(app, "AWS::Logs::LogGroup"))}
+    assert {name for name in template if not name.startswith(run)} == set()
     wait = template[only_name(resources(app, "AWS::CloudFormation::WaitCondition"))]
     assert set(resources(app, "AWS::EC2::Instance")) <= set(wait["DependsOn"])
     assert wait["Properties"]["Count"] == 1  # one SUCCESS: the node that holds the model sends it
