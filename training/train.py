@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
         (args.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         recalls = ", ".join(f"{key} {scores[key]:.4f}" for key in ("eval_recall", "test_recall") if key in scores)
         log.info("saved model to %s: %s", model_dir, recalls)
+    # Every rank leaves the process group itself: one left to the interpreter's teardown can abort the
+    # process after the model is saved ("terminate called without an active exception"), failing the run.
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
