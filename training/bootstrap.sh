@@ -276,14 +276,14 @@ cluster_container_options() {
   done
 }
 
-# torchrun's options: a process per GPU; in a cluster, one job of NODE_COUNT nodes whose c10d
-# rendezvous node 0 hosts. A node that gets there first waits for node 0's store (read_timeout) and
-# for the others (join_timeout) as long. torchrun ignores --node-rank with c10d (it orders the
+# torchrun's options: a process per GPU, on one instance on a free local port (--standalone); in a
+# cluster, one job of NODE_COUNT nodes whose c10d rendezvous node 0 hosts. A node that gets there
+# first waits for node 0's store (read_timeout) and for the others (join_timeout) as long. torchrun ignores --node-rank with c10d (it orders the
 # nodes itself), so global rank 0 may run on any node.
 launcher_options() {
   local gpus=$1 timeout=$RENDEZVOUS_TIMEOUT_SECONDS
   if ((NODE_COUNT == 1)); then
-    echo "--nproc_per_node=$gpus"
+    printf '%s\n' --standalone "--nproc_per_node=$gpus"
     return
   fi
   printf '%s\n' --nnodes "$NODE_COUNT" --nproc-per-node "$gpus" --rdzv-backend c10d \

@@ -1,7 +1,7 @@
 """Fine-tune a RoBERTa sentiment classifier with the PyTorch 2 recipe (bf16, fused AdamW, torch.compile).
 
     python -m training.train --output-dir out                       # one GPU, or CPU for development
-    torchrun --nproc_per_node=8 -m training.train --output-dir out  # DDP over every GPU
+    torchrun --standalone --nproc_per_node=8 -m training.train --output-dir out  # DDP over every GPU
 
 --output-dir receives:
     checkpoints/checkpoint-<step>/  one per epoch (the newest and the best are kept); a restarted run

@@ -122,7 +122,8 @@ def test_training_uses_every_gpu_and_the_recipe_container_settings(sandbox: Sand
     for option in ("awslogs-group=/pt2/training", f"awslogs-stream={RUN_ID}/training", "awslogs-region=us-west-2"):
         assert f"--log-opt {option}" in call
     assert torchrun_argv(run) == shlex.split(
-        "--nproc_per_node=4 -m training.train --output-dir /workspace/output --epochs 10 --per-device-batch-size 16"
+        "--standalone --nproc_per_node=4 -m training.train --output-dir /workspace/output"
+        " --epochs 10 --per-device-batch-size 16"
     )
 
 

@@ -346,7 +346,7 @@ def test_the_instance_trained_on_every_gpu_and_powered_off(trained: Played) -> N
     (training,) = [
         " ".join(call) for call in trained.boot.calls_to("docker", "run") if "training.train" in " ".join(call)
     ]
-    assert "torchrun --nproc_per_node=2 -m training.train" in training
+    assert "torchrun --standalone --nproc_per_node=2 -m training.train" in training
     assert trained.boot.calls[0][:3] == ["shutdown", "-h", "+120"]  # the watchdog
     assert trained.boot.powered_off
 

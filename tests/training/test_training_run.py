@@ -186,7 +186,15 @@ def test_hub_model_is_pinned_at_the_first_start_and_a_restart_keeps_that_commit(
 def test_torchrun_two_processes_train_and_save_once(
     tmp_path: Path, train_argv: Callable[..., list[str]], subprocess_env: dict[str, str]
 ) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "training.train"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training.train",
+    ]
     result = subprocess.run(
         [*command, *train_argv(tmp_path)],
         env=subprocess_env,
