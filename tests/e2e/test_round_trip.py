@@ -464,8 +464,8 @@ class NewRun:
 @pytest.fixture(scope="module")
 def new_run(aws: LocalAws, deployed: dict[str, Stack], inputs: dict[str, Path], trained: Played) -> NewRun:
     """The next run, on a cluster of two p4d.24xlarge."""
-    replaced_instance = _instance(aws, deployed["training"])["InstanceId"]
-    replaced_model = _model(aws, deployed["inference"])["ModelName"]
+    replaced_instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]  # run-2's, not run-1's
+    replaced_model = _model(aws, aws.stack(f"{PREFIX}-inference"))["ModelName"]
     aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
     return NewRun(aws.stack(f"{PREFIX}-training"), replaced_instance, replaced_model)
 
