@@ -45,6 +45,11 @@ SERVER  On UpdateStack the CDK CLI passes UsePreviousValue for parameters it lea
         parameter, BootstrapVersion); AWS then keeps the previous value, which for a parameter
         created from its template default is that default. moto keeps only values passed
         explicitly and fails with a 500 (KeyError); such parameters are left to their default here.
+SERVER  CloudFormation resolves an AWS::SSM::Parameter::Value template parameter again on every stack
+        update and updates what references it when the value moved (a DLAMI release replaces an
+        instance whose ImageId is such a parameter); moto compares only the parameter's name. The
+        value is compared here. moto's AWS::EC2::Instance has no update at all; a changed ImageId,
+        which requires replacement on AWS, launches a new instance and terminates the old one here.
 SERVER  CloudFormation updates every resource whose resolved properties change, so when a Model is
         replaced (new physical name) the EndpointConfig that names it is replaced too, and the
         Endpoint moves to it. moto compares template text only and leaves the EndpointConfig
@@ -596,6 +601,66 @@ def _update_what_references_an_updated_resource() -> None:
     ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
 
 
+def _resolve_ssm_parameters_again_on_update() -> None:
+    """SERVER gap: an SSM-typed parameter whose value moved since the last update updates its users."""
+    from moto.cloudformation.parsing import ResourceMap
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    diff = ResourceMap.build_resource_diff
+    validate = CloudFormationResponse._validate_different_update
+
+    def build_resource_diff(self: ResourceMap, other_template: dict[str, Any], parameters: Any = None) -> Any:
+        actions = diff(self, other_template, parameters)
+        moved = _moved_ssm_parameters(self, other_template)
+        for name, resource in other_template["Resources"].items():
+            if moved & _references(resource) and name not in actions["Modify"] and name not in actions["Add"]:
+                actions["Modify"].append(name)
+        return actions
+
+    def validate_unless_a_value_moved(self: CloudFormationResponse, incoming: Any, body: str, old_stack: Any) -> None:
+        """moto answers "No updates are to be performed" for the same template and parameters."""
+        if not _moved_ssm_parameters(old_stack.resource_map, json.loads(body)):
+            validate(self, incoming, body, old_stack)
+
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+    CloudFormationResponse._validate_different_update = validate_unless_a_value_moved  # type: ignore[method-assign,assignment]
+
+
+def _moved_ssm_parameters(resources: Any, template: dict[str, Any]) -> set[str]:
+    """The SSM-typed parameters of `template` whose value is no longer the one the stack resolved last."""
+    return {
+        name
+        for name, slot in template.get("Parameters", {}).items()
+        if slot["Type"].startswith("AWS::SSM::Parameter::Value<")
+        and name in resources.resolved_parameters
+        and resources.parse_ssm_parameter(resources.input_parameters.get(name) or slot["Default"], slot["Type"])
+        != resources.resolved_parameters[name]
+    }
+
+
+def _replace_instances_whose_image_changes() -> None:
+    """SERVER gap: an update of AWS::EC2::Instance's ImageId replaces the instance."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance
+
+    def update_from_cloudformation_json(
+        cls: type[Instance],
+        original_resource: Instance,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Instance:
+        if cloudformation_json["Properties"]["ImageId"] == original_resource.image_id:
+            return original_resource
+        create = cls.create_from_cloudformation_json
+        replacement = create(new_resource_name, cloudformation_json, account_id, region_name)
+        ec2_backends[account_id][region_name].terminate_instances([original_resource.id])
+        return replacement
+
+    Instance.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)  # type: ignore[assignment]
+
+
 def _references(node: Any) -> set[str]:
     """Logical ids a template fragment points at through Ref or Fn::GetAtt."""
     if isinstance(node, list):
@@ -629,6 +694,8 @@ def serve(argv: list[str] | None = None) -> None:
     _honour_endpoint_names()
     _log_group_arns_as_cloudformation_gives_them()
     _previous_values_of_defaulted_parameters()
+    _resolve_ssm_parameters_again_on_update()  # before the next one, which adds the dependents of these updates
+    _replace_instances_whose_image_changes()
     _update_what_references_an_updated_resource()
     _key_policies_as_text()
     _accept_graviton_endpoints()
