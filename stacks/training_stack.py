@@ -34,6 +34,7 @@ from stacks.user_data import render_user_data
 ASSET_FOLDERS = ("training", "inference", "docker")
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu DLAMI root device
+RESOLVER_TIMEOUT = Duration.minutes(2)  # how long a deploy waits for the AMI read (one SSM call) to answer
 
 
 def instance_settings_id(settings: Settings) -> str:
@@ -118,6 +119,7 @@ class TrainingStack(Stack):
             service_token=self.image_resolver.function_arn,
             resource_type="Custom::RunDlami",
             properties={"ParameterName": parameter},
+            service_timeout=RESOLVER_TIMEOUT,  # not CloudFormation's hour, should the function never answer
         )
         return image.get_att_string("ImageId")
 

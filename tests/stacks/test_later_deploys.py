@@ -55,7 +55,7 @@ def test_the_ami_comes_from_a_resource_under_the_instances_own_construct(default
     (resolver,) = resources(default_app, "Custom::RunDlami").items()
     (instance,) = resources(default_app, "AWS::EC2::Instance").items()
     assert instance[1]["Properties"]["ImageId"] == {"Fn::GetAtt": [resolver[0], "ImageId"]}
-    assert set(resolver[1]["Properties"]) == {"ServiceToken", "ParameterName"}
+    assert set(resolver[1]["Properties"]) == {"ServiceToken", "ServiceTimeout", "ParameterName"}
     settings_id = instance_settings_id(default_app.application.settings)
     assert resolver[0].startswith(f"Runrun1Instances{settings_id}")
     assert instance[0].startswith(f"Runrun1Instances{settings_id}")
