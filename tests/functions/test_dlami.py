@@ -34,24 +34,23 @@ def test_create_reads_the_parameter(ssm: Any) -> None:
     assert resolve(event, {"ParameterName": PARAMETER}) == ("ami-11111111", {"ImageId": "ami-11111111"})
 
 
+def update(old_parameter: str) -> dict[str, Any]:
+    """An Update of the resource that read ami-11111111 from `old_parameter`, after a release."""
+    old = {"ParameterName": old_parameter, "ServiceToken": "old-function"}
+    return {"RequestType": "Update", "PhysicalResourceId": "ami-11111111", "OldResourceProperties": old}
+
+
 def test_an_update_with_the_same_parameter_keeps_the_runs_image_after_a_release(ssm: Any) -> None:
     release(ssm, "ami-22222222")
-    event = {
-        "RequestType": "Update",
-        "PhysicalResourceId": "ami-11111111",
-        "OldResourceProperties": {"ParameterName": PARAMETER, "ServiceToken": "old-function"},
-    }
-    assert resolve(event, {"ParameterName": PARAMETER}) == ("ami-11111111", {"ImageId": "ami-11111111"})
+    assert resolve(update(PARAMETER), {"ParameterName": PARAMETER}) == ("ami-11111111", {"ImageId": "ami-11111111"})
 
 
 def test_an_update_naming_another_parameter_reads_it(ssm: Any) -> None:
     release(ssm, "ami-22222222")
-    event = {
-        "RequestType": "Update",
-        "PhysicalResourceId": "ami-11111111",
-        "OldResourceProperties": {"ParameterName": "/test/other/ami-id"},
-    }
-    assert resolve(event, {"ParameterName": PARAMETER}) == ("ami-22222222", {"ImageId": "ami-22222222"})
+    assert resolve(update("/test/other/ami-id"), {"ParameterName": PARAMETER}) == (
+        "ami-22222222",
+        {"ImageId": "ami-22222222"},
+    )
 
 
 def test_a_missing_parameter_raises_for_the_failed_answer(ssm: Any) -> None:
