@@ -19,6 +19,7 @@ from typing import Any
 from aws_cdk import CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -70,6 +71,7 @@ class TrainingStack(Stack):
         self.run_policy = self._run_policy(run, self.assets)
         self.wait_handle = CfnWaitConditionHandle(run, "ModelReadyHandle")
         instances = Construct(run, f"Instances-{instance_settings_id(settings)}")
+        self.image_resolver = self._image_resolver()
         self.image_id = self._run_image(instances)
         self.cluster: TrainingCluster | None = None
         if settings.training_instance_count == 1:
@@ -96,10 +98,10 @@ class TrainingStack(Stack):
         CfnOutput(self, "TrainingInstanceId", value=self.instances[0].instance_id)
         CfnOutput(self, "TrainingLogGroup", value=self.log_group.log_group_name)
 
-    def _run_image(self, scope: Construct) -> str:
-        """The DLAMI's image id as the run's instances first saw it (functions/dlami.py says why)."""
+    def _image_resolver(self) -> lambda_.Function:
+        """One function for the stack; it may read the configured DLAMI parameter only."""
         parameter = self.settings.dlami_ssm_parameter
-        self.image_resolver = python_function(
+        return python_function(
             self,
             "DlamiResolver",
             handler="dlami.handler",
@@ -113,12 +115,15 @@ class TrainingStack(Stack):
             retention_days=self.settings.log_retention_days,
             timeout=Duration.minutes(1),
         )
+
+    def _run_image(self, scope: Construct) -> str:
+        """The DLAMI's image id as the run's instances first saw it (functions/dlami.py says why)."""
         image = CustomResource(
             scope,
             "Dlami",
             service_token=self.image_resolver.function_arn,
             resource_type="Custom::RunDlami",
-            properties={"ParameterName": parameter},
+            properties={"ParameterName": self.settings.dlami_ssm_parameter},
             service_timeout=RESOLVER_TIMEOUT,  # not CloudFormation's hour, should the function never answer
         )
         return image.get_att_string("ImageId")
