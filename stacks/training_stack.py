@@ -39,14 +39,9 @@ RESOLVER_TIMEOUT = Duration.minutes(2)  # how long a deploy waits for the AMI re
 
 
 def instance_settings_id(settings: Settings) -> str:
-    """Short and stable, and different for any change of the settings that make an instance: type,
-    count, root volume and the DLAMI parameter (the AMI type)."""
-    fields = (
-        settings.training_instance_type,
-        str(settings.training_instance_count),
-        str(settings.root_volume_size),
-        settings.dlami_ssm_parameter,
-    )
+    """Short and stable, and different for any change of the settings that an existing instance cannot
+    take on: type, count and root volume. Not the DLAMI parameter: the AMI is fixed per run."""
+    fields = (settings.training_instance_type, str(settings.training_instance_count), str(settings.root_volume_size))
     return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:8]
 
 

@@ -45,11 +45,11 @@ def test_an_update_with_the_same_parameter_keeps_the_runs_image_after_a_release(
     assert resolve(update(PARAMETER), {"ParameterName": PARAMETER}) == ("ami-11111111", {"ImageId": "ami-11111111"})
 
 
-def test_an_update_naming_another_parameter_reads_it(ssm: Any) -> None:
+def test_an_update_naming_another_parameter_keeps_the_runs_image(ssm: Any) -> None:
     release(ssm, "ami-22222222")
     assert resolve(update("/test/other/ami-id"), {"ParameterName": PARAMETER}) == (
-        "ami-22222222",
-        {"ImageId": "ami-22222222"},
+        "ami-11111111",
+        {"ImageId": "ami-11111111"},
     )
 
 

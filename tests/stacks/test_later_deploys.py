@@ -12,18 +12,18 @@ from stacks.settings import Settings
 from stacks.training_stack import instance_settings_id
 from tests.stacks.synthesis import Synthesized, synthesize
 
-INSTANCE_SETTINGS = {
-    "trainingInstanceType": "p5.48xlarge",
-    "trainingInstanceCount": "2",
-    "rootVolumeSize": "300",
-    "dlamiSsmParameter": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/"
-    "ami-id",
-}
+INSTANCE_SETTINGS = {"trainingInstanceType": "p5.48xlarge", "trainingInstanceCount": "2", "rootVolumeSize": "300"}
+OTHER_DLAMI = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
 
 
 @pytest.fixture(scope="module")
 def bigger_volume_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(tmp_path_factory, {"rootVolumeSize": "300"})
+
+
+@pytest.fixture(scope="module")
+def other_dlami_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(tmp_path_factory, {"dlamiSsmParameter": OTHER_DLAMI})
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,12 @@ def test_every_instance_setting_names_new_instances(key: str) -> None:
     assert instance_settings_id(Settings.from_mapping({key: INSTANCE_SETTINGS[key]})) != default
 
 
-@pytest.mark.parametrize("key", ["endpointInstanceType", "logRetentionDays", "alarmEmail", "runId"])
+@pytest.mark.parametrize("key", ["dlamiSsmParameter", "endpointInstanceType", "logRetentionDays", "runId"])
 def test_other_settings_leave_the_instance_settings_id_alone(key: str) -> None:
     values = {
+        "dlamiSsmParameter": OTHER_DLAMI,
         "endpointInstanceType": "ml.c7g.2xlarge",
         "logRetentionDays": "7",
-        "alarmEmail": "a@example.com",
         "runId": "run-9",
     }
     default = instance_settings_id(Settings.from_mapping({}))
@@ -90,6 +90,18 @@ def test_an_instance_setting_change_creates_new_instances_and_keeps_the_runs_wai
     assert not set(before) & set(after)
     run_types = ("AWS::CloudFormation::WaitCondition", "AWS::CloudFormation::WaitConditionHandle")
     assert set(resources(default_app, *run_types)) == set(resources(bigger_volume_app, *run_types))
+
+
+def test_another_dlami_parameter_moves_no_instance(default_app: Synthesized, other_dlami_app: Synthesized) -> None:
+    """A new default in a later app version, or the user's own: the run keeps the AMI it read (the
+    resolver answers an Update with the image it has, functions/dlami.py); the next run reads the new one."""
+    before, after = default_app.template_json("training"), other_dlami_app.template_json("training")
+    assert set(before["Resources"]) == set(after["Resources"])
+    changed = {name for name in before["Resources"] if before["Resources"][name] != after["Resources"][name]}
+    (resolver,) = resources(default_app, "Custom::RunDlami")
+    (role,) = resources(default_app, "AWS::IAM::Role")
+    assert changed == {resolver, role}  # the parameter it names, and the one its function may read
+    assert after["Resources"][resolver]["Properties"]["ParameterName"] == OTHER_DLAMI
 
 
 def test_an_endpoint_change_leaves_the_training_stack_as_it_is(
