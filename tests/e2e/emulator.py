@@ -26,8 +26,12 @@ SERVER  CloudFormation creates a custom resource, waits for the function's answe
         attributes unresolved (None), and ignores FAILED. Here the invocation is awaited, the
         ResponseURL is moto's own on loopback (whose answer handler takes the region from the
         path, as the host names none), and a resource that got no SUCCESS fails its create.
-        moto sends no Update or Delete to custom resources; the app's resources are designed so
-        that the round trip's scenarios are Creates (their logical ids change with their inputs).
+        A custom resource's physical id is the one its function answered; moto keeps a generated
+        name. The answered one is kept here.
+        CloudFormation sends an Update (with the old properties and the physical id) when a custom
+        resource's properties change; moto updates nothing. Here the Update is sent and awaited as
+        a Create is. moto sends no Delete either, and none is sent here: the app's functions do
+        nothing on Delete (functions/cfn.py).
 SERVER  SageMaker accepts ml.c7g.* endpoint instances; moto's EndpointConfig validation has a
         hard-coded list without Graviton types. The validation is switched off.
 SERVER  CloudFormation applies every property of AWS::S3::Bucket; moto's bucket model applies only
@@ -54,7 +58,9 @@ SERVER  CloudFormation updates every resource whose resolved properties change, 
         replaced (new physical name) the EndpointConfig that names it is replaced too, and the
         Endpoint moves to it. moto compares template text only and leaves the EndpointConfig
         pointing at the deleted Model. Here a resource that references (Ref, Fn::GetAtt) an
-        updated one is updated after it.
+        updated one is updated after it. moto also counts a resource without Properties as changed
+        on every update (its parser adds an empty Properties to the stored template); such a
+        resource (a WaitConditionHandle) is left alone here, as CloudFormation leaves it.
 SERVER  Instance types and AMIs are validated (moto's MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION and
         MOTO_ENABLE_AMI_VALIDATION), as EC2 refuses a type a region lacks or an unknown AMI.
 SERVER  A WaitConditionHandle's Ref is a presigned S3 URL that takes the instance's PUT; moto does
@@ -109,6 +115,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -354,6 +361,7 @@ def _run_lambda_functions_locally(port: int) -> None:
 def _await_custom_resources(port: int) -> None:
     """SERVER gap: a custom resource's create waits for its function's answer on moto's loopback URL."""
     from moto import settings
+    from moto.awslambda.utils import get_backend as get_lambda_backend
     from moto.cloudformation import custom_model
     from moto.cloudformation.models import Stack
     from moto.cloudformation.responses import CloudFormationResponse
@@ -381,14 +389,54 @@ def _await_custom_resources(port: int) -> None:
         resource = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
         if not resource.is_created():
             raise RuntimeError(f"custom resource {kwargs['LogicalId']} got no SUCCESS from its function")
+        resource.stack_id, resource.resource_type = kwargs["StackId"], kwargs["ResourceType"]
+        resource.properties = cloudformation_json["Properties"]
         return resource
 
+    def update_and_await(
+        cls: type,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        stack_id = original_resource.stack_id
+        answer_url = f"{settings.moto_server_host()}:{port}/cloudformation_{region_name}/cfnresponse?stack={stack_id}"
+        event = {
+            "RequestType": "Update",
+            "ServiceToken": properties["ServiceToken"],
+            "ResponseURL": answer_url,
+            "StackId": stack_id,
+            "RequestId": str(uuid.uuid4()),
+            "LogicalResourceId": original_resource.logical_id,
+            "PhysicalResourceId": original_resource.physical_resource_id,
+            "ResourceType": original_resource.resource_type,
+            "ResourceProperties": properties,
+            "OldResourceProperties": original_resource.properties,
+        }
+        original_resource._finished = False
+        get_lambda_backend(account_id, region_name).get_function(properties["ServiceToken"]).invoke(
+            json.dumps(event), {}, {}
+        )
+        if not original_resource.is_created():
+            raise RuntimeError(f"custom resource {original_resource.logical_id}: its Update got no SUCCESS")
+        original_resource.properties = properties
+        return original_resource
+
     custom_model.CustomModel.create_from_cloudformation_json = classmethod(create_and_await)  # type: ignore[assignment]
+    custom_model.CustomModel.update_from_cloudformation_json = classmethod(update_and_await)  # type: ignore[assignment]
     process = CloudFormationResponse.process_cfn_response
 
     def process_in_its_region(self: CloudFormationResponse) -> Any:
         self.region = self.path.split("/")[1].removeprefix("cloudformation_")
-        return process(self)
+        answered = process(self)
+        if self._get_param("Status") == "SUCCESS":
+            stack = self.cloudformation_backend.get_stack(self._get_param("StackId"))
+            resource = stack.get_custom_resource(self._get_param("LogicalResourceId"))
+            resource.resource_name = self._get_param("PhysicalResourceId")
+        return answered
 
     CloudFormationResponse.process_cfn_response = process_in_its_region  # type: ignore[method-assign]
 
@@ -592,6 +640,13 @@ def _update_what_references_an_updated_resource() -> None:
     def build_resource_diff(self: ResourceMap, other_template: dict[str, Any], parameters: Any = None) -> Any:
         actions = diff(self, other_template, parameters)
         resources = other_template["Resources"]
+        # moto gives a resource without Properties an empty one when it parses it, then sees that as a change.
+        old = self._resource_json_map
+        actions["Modify"] = [
+            name
+            for name in actions["Modify"]
+            if "Properties" in resources[name] or old[name] != {"Properties": {}, **resources[name]}
+        ]
         for updated in actions["Modify"]:  # the list grows while it is walked: dependents of dependents
             for name, resource in resources.items():
                 if name not in actions["Modify"] and name not in actions["Add"] and updated in _references(resource):

@@ -47,6 +47,9 @@ SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
 CLUSTER_RUN = "run-3"
+OTHER_DLAMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+)
 CLUSTER_NODES = 2
 P4D_EFA_INTERFACES = 4
 # The user's own data: their bucket, their files (label names in the label column), their classes.
@@ -405,6 +408,21 @@ def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(
     assert _instance(aws, deployed["training"])["ImageId"] == DLAMI_AMI
     for name in STACKS:
         assert f"{PREFIX}-{name} (no changes)" in output, output[-3000:]
+
+
+def test_another_dlami_parameter_for_the_same_run_keeps_its_instance_and_ami(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    """A later app version's default, or the user's own: the resolver gets an Update and keeps the image."""
+    instance = _instance(aws, deployed["training"])["InstanceId"]
+    launched = _every_instance(aws)
+    release_dlami(aws.client("ssm"), OTHER_DLAMI_PARAMETER, NEXT_DLAMI_AMI)
+    aws.deploy(dlamiSsmParameter=OTHER_DLAMI_PARAMETER, **own_data())
+    training = aws.stack(f"{PREFIX}-training")
+    assert training.only("AWS::EC2::Instance") == instance
+    assert _every_instance(aws) == launched
+    assert _instance(aws, training)["ImageId"] == DLAMI_AMI
+    assert training.only("Custom::RunDlami") == DLAMI_AMI  # the physical id the function answered
 
 
 def test_a_new_run_replaces_the_instance_and_the_model(
