@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk.region_info import RegionInfo
 from constructs import IConstruct
 
@@ -114,7 +115,37 @@ def _auto_delete_provider(stack: FoundationStack) -> None:
     )
 
 
+def _own_function(function: lambda_.Function) -> None:
+    """A function of functions/ (stacks/functions.py), called by CloudFormation as a custom resource."""
+    reason = "CloudFormation calls this function once per custom resource change and waits for its answer; "
+    skip_checkov(
+        function,
+        "CKV_AWS_115",
+        reason + "reserving concurrency would take from the account's unreserved pool, which new accounts "
+        "(10 in all) cannot spare.",
+    )
+    skip_checkov(
+        function,
+        "CKV_AWS_116",
+        reason + "a failure reaches the stack as a FAILED answer with its reason, a DLQ would hold nothing.",
+    )
+    skip_checkov(
+        function,
+        "CKV_AWS_117",
+        reason + "it calls only AWS APIs and the response URL, so a VPC would add network interfaces, not isolation.",
+    )
+    assert function.log_group is not None
+    skip_checkov(function.log_group, "CKV_AWS_158", _LOGS_WITHOUT_CMK)
+    ignore_cfn_lint(
+        cdk.Stack.of(function),
+        "W3005",
+        "CDK's Function declares DependsOn on the role it already references, so the role's inline policy "
+        "exists before the function runs.",
+    )
+
+
 def _training(stack: TrainingStack) -> None:
+    _own_function(stack.image_resolver)
     acknowledge(
         stack.run_policy,
         f"IAM5[Resource::{stack.foundation.stack_name}:ExportsOutputFnGetAttArtifactBucket7410C9EFArnA3946625"

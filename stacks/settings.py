@@ -194,7 +194,7 @@ OPTIONS: tuple[Option, ...] = (
         "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
         _matching(r"/aws/service/deeplearning/ami/x86_64/[a-z0-9.-]+/latest/ami-id"),
         "a public DLAMI SSM parameter /aws/service/deeplearning/ami/x86_64/<ami type>/latest/ami-id",
-        "Public SSM parameter that resolves the Deep Learning AMI at deploy time.",
+        "Public SSM parameter of the Deep Learning AMI, read once per run (README, Later deploys).",
     ),
     Option(
         "imagePair",

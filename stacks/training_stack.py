@@ -3,19 +3,28 @@
 Everything that belongs to a run lives under a construct named after its run id, so a new run id
 replaces the instances and the WaitCondition (a fresh handle, a fresh wait) while the foundation stays.
 With trainingInstanceCount above 1 the run is a cluster of instances (stacks/training_cluster.py).
+
+The instances, and the AMI id they boot, live one level further down, under a construct named after
+the run's instance settings (`instance_settings_id`). The AMI id is read once, when that construct is
+created (functions/dlami.py), so a later deploy of the same run and settings changes nothing, whatever
+DLAMI AWS has released since; a change of those settings creates new instances instead of updating
+(or failing to update) ones that have already terminated themselves.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, Stack
+from aws_cdk import CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.foundation_stack import FoundationStack
+from stacks.functions import python_function
 from stacks.instance_types import GPU_INSTANCE_TYPES
 from stacks.secure_defaults import egress_only_security_group
 from stacks.settings import Settings
@@ -26,6 +35,14 @@ from stacks.user_data import render_user_data
 ASSET_FOLDERS = ("training", "inference", "docker")
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu DLAMI root device
+RESOLVER_TIMEOUT = Duration.minutes(2)  # how long a deploy waits for the AMI read (one SSM call) to answer
+
+
+def instance_settings_id(settings: Settings) -> str:
+    """Short and stable, and different for any change of the settings that an existing instance cannot
+    take on: type, count and root volume. Not the DLAMI parameter: the AMI is fixed per run."""
+    fields = (settings.training_instance_type, str(settings.training_instance_count), str(settings.root_volume_size))
+    return hashlib.sha256("\0".join(fields).encode()).hexdigest()[:8]
 
 
 class TrainingStack(Stack):
@@ -48,12 +65,15 @@ class TrainingStack(Stack):
         self.assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
         self.run_policy = self._run_policy(run, self.assets)
         self.wait_handle = CfnWaitConditionHandle(run, "ModelReadyHandle")
+        instances = Construct(run, f"Instances-{instance_settings_id(settings)}")
+        self.image_resolver = self._image_resolver()
+        self.image_id = self._run_image(instances)
         self.cluster: TrainingCluster | None = None
         if settings.training_instance_count == 1:
-            self.instances = [self._instance(run, "TrainingInstance", self._single_placement())]
+            self.instances = [self._instance(instances, "TrainingInstance", self._single_placement())]
         else:
             self.cluster = TrainingCluster(
-                run,
+                instances,
                 "Cluster",
                 vpc=foundation.vpc,
                 nodes=settings.training_instance_count,
@@ -71,6 +91,36 @@ class TrainingStack(Stack):
         self.wait_condition.node.add_dependency(*self.instances)
         CfnOutput(self, "ModelDataUrl", value=self.model_data_url)
         CfnOutput(self, "TrainingInstanceId", value=self.instances[0].instance_id)
+
+    def _image_resolver(self) -> lambda_.Function:
+        """One function for the stack; it may read the configured DLAMI parameter only."""
+        parameter = self.settings.dlami_ssm_parameter
+        return python_function(
+            self,
+            "DlamiResolver",
+            handler="dlami.handler",
+            description="Reads the DLAMI's public SSM parameter once per training run",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["ssm:GetParameter"],
+                    resources=[f"arn:{self.partition}:ssm:{self.region}::parameter{parameter}"],
+                )
+            ],
+            retention_days=self.settings.log_retention_days,
+            timeout=Duration.minutes(1),
+        )
+
+    def _run_image(self, scope: Construct) -> str:
+        """The DLAMI's image id as the run's instances first saw it (functions/dlami.py says why)."""
+        image = CustomResource(
+            scope,
+            "Dlami",
+            service_token=self.image_resolver.function_arn,
+            resource_type="Custom::RunDlami",
+            properties={"ParameterName": self.settings.dlami_ssm_parameter},
+            service_timeout=RESOLVER_TIMEOUT,  # not CloudFormation's hour, should the function never answer
+        )
+        return image.get_att_string("ImageId")
 
     def _asset(self, scope: Construct, folder: str) -> s3_assets.Asset:
         return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=folder, exclude=ASSET_EXCLUDES)
@@ -151,7 +201,7 @@ class TrainingStack(Stack):
             vpc=self.foundation.vpc,
             vpc_subnets=placement.subnets,
             instance_type=ec2.InstanceType(settings.training_instance_type),
-            machine_image=ec2.MachineImage.from_ssm_parameter(settings.dlami_ssm_parameter),
+            machine_image=ec2.MachineImage.generic_linux({self.region: self.image_id}),
             role=self.foundation.instance_role,
             security_group=placement.security_group,
             placement_group=placement.placement_group,

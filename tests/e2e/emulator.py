@@ -13,6 +13,25 @@ SERVER  The public DLAMI SSM parameter (/aws/service/deeplearning/ami/...) exist
         AWS; moto does not ship it (CloudFormation fails with a 500 resolving the template
         parameter) and refuses PutParameter under the reserved /aws/ prefix. Seeded into moto's SSM
         backend, pointing at a Deep Learning AMI that moto ships (ami-dca37ea5, root /dev/sda1).
+SERVER  AWS publishes a new DLAMI by pointing its public parameter at the new image. The round trip
+        plays such a release with PutParameter (`release_dlami`), which moto refuses under /aws/;
+        for the DLAMI parameters it adds the new version here, as the seeding does.
+SERVER  Lambda runs a function's zip in its runtime; moto runs it only in Docker, which this machine
+        lacks. Here the function's own zip (as CloudFormation deployed it) is unpacked and its
+        handler runs in a subprocess with this venv's Python (boto3 included, as in the runtime),
+        the function's environment, fake credentials and AWS_ENDPOINT_URL on the emulator.
+SERVER  CloudFormation creates a custom resource, waits for the function's answer at the ResponseURL
+        (a presigned S3 URL), and only then creates what reads its attributes; a FAILED answer fails
+        the stack. moto invokes the function on a thread, goes on creating dependents with its
+        attributes unresolved (None), and ignores FAILED. Here the invocation is awaited, the
+        ResponseURL is moto's own on loopback (whose answer handler takes the region from the
+        path, as the host names none), and a resource that got no SUCCESS fails its create.
+        A custom resource's physical id is the one its function answered; moto keeps a generated
+        name. The answered one is kept here.
+        CloudFormation sends an Update (with the old properties and the physical id) when a custom
+        resource's properties change; moto updates nothing. Here the Update is sent and awaited as
+        a Create is. moto sends no Delete either, and none is sent here: the app's functions do
+        nothing on Delete (functions/cfn.py).
 SERVER  SageMaker accepts ml.c7g.* endpoint instances; moto's EndpointConfig validation has a
         hard-coded list without Graviton types. The validation is switched off.
 SERVER  CloudFormation applies every property of AWS::S3::Bucket; moto's bucket model applies only
@@ -30,11 +49,18 @@ SERVER  On UpdateStack the CDK CLI passes UsePreviousValue for parameters it lea
         parameter, BootstrapVersion); AWS then keeps the previous value, which for a parameter
         created from its template default is that default. moto keeps only values passed
         explicitly and fails with a 500 (KeyError); such parameters are left to their default here.
+SERVER  CloudFormation resolves an AWS::SSM::Parameter::Value template parameter again on every stack
+        update and updates what references it when the value moved (a DLAMI release replaces an
+        instance whose ImageId is such a parameter); moto compares only the parameter's name. The
+        value is compared here. moto's AWS::EC2::Instance has no update at all; a changed ImageId,
+        which requires replacement on AWS, launches a new instance and terminates the old one here.
 SERVER  CloudFormation updates every resource whose resolved properties change, so when a Model is
         replaced (new physical name) the EndpointConfig that names it is replaced too, and the
         Endpoint moves to it. moto compares template text only and leaves the EndpointConfig
         pointing at the deleted Model. Here a resource that references (Ref, Fn::GetAtt) an
-        updated one is updated after it.
+        updated one is updated after it. moto also counts a resource without Properties as changed
+        on every update (its parser adds an empty Properties to the stored template); such a
+        resource (a WaitConditionHandle) is left alone here, as CloudFormation leaves it.
 SERVER  Instance types and AMIs are validated (moto's MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION and
         MOTO_ENABLE_AMI_VALIDATION), as EC2 refuses a type a region lacks or an unknown AMI.
 SERVER  A WaitConditionHandle's Ref is a presigned S3 URL that takes the instance's PUT; moto does
@@ -82,24 +108,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+import uuid
+import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 MOTO_VERSION = "5.2.5"
 ACCOUNT = "123456789012"  # moto's default account
 # The public parameter the training stack's template resolves, and the AMI it resolves to here.
 DLAMI_AMI = "ami-dca37ea5"  # moto's "Deep Learning AMI Ubuntu Linux", root device /dev/sda1
+NEXT_DLAMI_AMI = "ami-9b32e8e2"  # moto's "Ubuntu CUDA9 DLAMI", root /dev/sda1: a later release
+DLAMI_PARAMETERS = "/aws/service/deeplearning/ami/"
+LAMBDA_TIMEOUT_S = 120
 UNDELETED_TYPES = frozenset(
     {
         "AWS::EC2::NatGateway",
@@ -243,27 +277,173 @@ def _check_moto_version() -> None:
 
 
 def _seed_dlami_parameters(region: str) -> None:
-    """SERVER gap: the public DLAMI parameters, for every AMI type the settings allow."""
-    from moto.ssm.models import Parameter, ssm_backends
+    """SERVER gap: the public DLAMI parameter the settings default to."""
+    from moto.ssm.models import ssm_backends
 
     from stacks.settings import OPTIONS
 
     (default,) = [option.default for option in OPTIONS if option.key == "dlamiSsmParameter"]
-    parameters = ssm_backends[ACCOUNT][region]._parameters
-    parameters[default].append(
-        Parameter(  # type: ignore[abstract]  # moto instantiates its own models the same way
-            account_id=ACCOUNT,
-            name=default,
-            value=DLAMI_AMI,
-            parameter_type="String",
-            description="Deep Learning Base OSS Nvidia Driver GPU AMI (seeded by the emulator)",
-            allowed_pattern=None,
-            keyid=None,
-            last_modified_date=_now(),
-            version=1,
-            data_type="aws:ec2:image",
-        )
+    _publish_dlami(ssm_backends[ACCOUNT][region], default, DLAMI_AMI)
+
+
+def _publish_dlami(backend: Any, name: str, image_id: str) -> Any:
+    """A new version of a public DLAMI parameter, as AWS publishes a release."""
+    from moto.ssm.models import Parameter
+
+    versions = backend._parameters[name]
+    parameter = Parameter(  # type: ignore[abstract]  # moto instantiates its own models the same way
+        account_id=ACCOUNT,
+        name=name,
+        value=image_id,
+        parameter_type="String",
+        description="Deep Learning Base OSS Nvidia Driver GPU AMI (published by the emulator)",
+        allowed_pattern=None,
+        keyid=None,
+        last_modified_date=_now(),
+        version=len(versions) + 1,
+        data_type="aws:ec2:image",
     )
+    versions.append(parameter)
+    return parameter
+
+
+def _accept_dlami_releases() -> None:
+    """SERVER gap: PutParameter on a DLAMI parameter plays AWS publishing a release (`release_dlami`)."""
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    put_parameter = SimpleSystemManagerBackend.put_parameter
+
+    def put_or_publish(self: Any, name: str, description: str, value: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith(DLAMI_PARAMETERS):
+            return _publish_dlami(self, name, value)
+        return put_parameter(self, name, description, value, *args, **kwargs)
+
+    SimpleSystemManagerBackend.put_parameter = put_or_publish  # type: ignore[method-assign]
+
+
+def release_dlami(ssm: Any, name: str, image_id: str) -> None:
+    """CLIENT side of the release: what AWS does when it publishes a new DLAMI."""
+    ssm.put_parameter(Name=name, Value=image_id, Type="String", DataType="aws:ec2:image", Overwrite=True)
+
+
+def _run_lambda_functions_locally(port: int) -> None:
+    """SERVER gap: a function's own zip runs in a subprocess with this venv's Python."""
+    from moto.awslambda.models import LambdaFunction
+
+    def invoke_here(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+        with tempfile.TemporaryDirectory(prefix="lambda-") as root:
+            with zipfile.ZipFile(io.BytesIO(self.code_bytes)) as code:
+                code.extractall(root)
+            module, function = str(self.handler).rsplit(".", 1)
+            runner = (
+                "import importlib, json, sys\n"
+                f"result = importlib.import_module({module!r}).{function}(json.load(sys.stdin), None)\n"
+                "print(json.dumps(result))\n"
+            )
+            environment = {
+                "PATH": os.environ["PATH"],
+                **client_environment(port, self.region),
+                **self.environment_vars,
+                "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+            }
+            done = subprocess.run(
+                [sys.executable, "-c", runner],
+                input=json.dumps(event or {}),
+                cwd=root,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=LAMBDA_TIMEOUT_S,
+                check=False,
+            )
+        print(f"lambda {self.function_name} ({self.handler}) exited {done.returncode}:\n{done.stderr}", flush=True)
+        lines = done.stdout.strip().splitlines()
+        return (lines[-1] if lines else "null"), done.returncode != 0, done.stderr
+
+    LambdaFunction._invoke_lambda = invoke_here  # type: ignore[method-assign]
+
+
+def _await_custom_resources(port: int) -> None:
+    """SERVER gap: a custom resource's create waits for its function's answer on moto's loopback URL."""
+    from moto import settings
+    from moto.awslambda.utils import get_backend as get_lambda_backend
+    from moto.cloudformation import custom_model
+    from moto.cloudformation.models import Stack
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    class _RunNow:
+        """moto starts the invocation on a thread; here it runs before create returns."""
+
+        def __init__(self, target: Any, args: tuple[Any, ...]) -> None:
+            self.target, self.args = target, args
+
+        def start(self) -> None:
+            self.target(*self.args)
+
+    os.environ["MOTO_PORT"] = str(port)
+    # moto's answer handler would go on creating the stack's remaining resources on its own thread;
+    # with the create awaiting the answer, the create loop itself finds every resource created.
+    Stack.verify_readiness = lambda self: None  # type: ignore[method-assign]
+    settings.moto_server_host = lambda: "http://127.0.0.1"  # type: ignore[assignment]
+    custom_model.threading = SimpleNamespace(Thread=_RunNow)  # type: ignore[assignment]
+    create = custom_model.CustomModel.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_and_await(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        resource = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        if not resource.is_created():
+            raise RuntimeError(f"custom resource {kwargs['LogicalId']} got no SUCCESS from its function")
+        resource.stack_id, resource.resource_type = kwargs["StackId"], kwargs["ResourceType"]
+        resource.properties = cloudformation_json["Properties"]
+        return resource
+
+    def update_and_await(
+        cls: type,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        stack_id = original_resource.stack_id
+        answer_url = f"{settings.moto_server_host()}:{port}/cloudformation_{region_name}/cfnresponse?stack={stack_id}"
+        event = {
+            "RequestType": "Update",
+            "ServiceToken": properties["ServiceToken"],
+            "ResponseURL": answer_url,
+            "StackId": stack_id,
+            "RequestId": str(uuid.uuid4()),
+            "LogicalResourceId": original_resource.logical_id,
+            "PhysicalResourceId": original_resource.physical_resource_id,
+            "ResourceType": original_resource.resource_type,
+            "ResourceProperties": properties,
+            "OldResourceProperties": original_resource.properties,
+        }
+        original_resource._finished = False
+        get_lambda_backend(account_id, region_name).get_function(properties["ServiceToken"]).invoke(
+            json.dumps(event), {}, {}
+        )
+        if not original_resource.is_created():
+            raise RuntimeError(f"custom resource {original_resource.logical_id}: its Update got no SUCCESS")
+        original_resource.properties = properties
+        return original_resource
+
+    custom_model.CustomModel.create_from_cloudformation_json = classmethod(create_and_await)  # type: ignore[assignment]
+    custom_model.CustomModel.update_from_cloudformation_json = classmethod(update_and_await)  # type: ignore[assignment]
+    process = CloudFormationResponse.process_cfn_response
+
+    def process_in_its_region(self: CloudFormationResponse) -> Any:
+        self.region = self.path.split("/")[1].removeprefix("cloudformation_")
+        answered = process(self)
+        if self._get_param("Status") == "SUCCESS":
+            stack = self.cloudformation_backend.get_stack(self._get_param("StackId"))
+            resource = stack.get_custom_resource(self._get_param("LogicalResourceId"))
+            resource.resource_name = self._get_param("PhysicalResourceId")
+        return answered
+
+    CloudFormationResponse.process_cfn_response = process_in_its_region  # type: ignore[method-assign]
 
 
 def _now() -> Any:
@@ -274,8 +454,6 @@ def _now() -> Any:
 
 def _key_policies_as_text() -> None:
     """SERVER gap: AWS::KMS::Key's KeyPolicy reaches moto's key as a dict; its API expects JSON text."""
-    import json
-
     from moto.kms.models import Key
 
     create = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -467,6 +645,13 @@ def _update_what_references_an_updated_resource() -> None:
     def build_resource_diff(self: ResourceMap, other_template: dict[str, Any], parameters: Any = None) -> Any:
         actions = diff(self, other_template, parameters)
         resources = other_template["Resources"]
+        # moto gives a resource without Properties an empty one when it parses it, then sees that as a change.
+        old = self._resource_json_map
+        actions["Modify"] = [
+            name
+            for name in actions["Modify"]
+            if "Properties" in resources[name] or old[name] != {"Properties": {}, **resources[name]}
+        ]
         for updated in actions["Modify"]:  # the list grows while it is walked: dependents of dependents
             for name, resource in resources.items():
                 if name not in actions["Modify"] and name not in actions["Add"] and updated in _references(resource):
@@ -474,6 +659,66 @@ def _update_what_references_an_updated_resource() -> None:
         return actions
 
     ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+
+
+def _resolve_ssm_parameters_again_on_update() -> None:
+    """SERVER gap: an SSM-typed parameter whose value moved since the last update updates its users."""
+    from moto.cloudformation.parsing import ResourceMap
+    from moto.cloudformation.responses import CloudFormationResponse
+
+    diff = ResourceMap.build_resource_diff
+    validate = CloudFormationResponse._validate_different_update
+
+    def build_resource_diff(self: ResourceMap, other_template: dict[str, Any], parameters: Any = None) -> Any:
+        actions = diff(self, other_template, parameters)
+        moved = _moved_ssm_parameters(self, other_template)
+        for name, resource in other_template["Resources"].items():
+            if moved & _references(resource) and name not in actions["Modify"] and name not in actions["Add"]:
+                actions["Modify"].append(name)
+        return actions
+
+    def validate_unless_a_value_moved(self: CloudFormationResponse, incoming: Any, body: str, old_stack: Any) -> None:
+        """moto answers "No updates are to be performed" for the same template and parameters."""
+        if not _moved_ssm_parameters(old_stack.resource_map, json.loads(body)):
+            validate(self, incoming, body, old_stack)
+
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+    CloudFormationResponse._validate_different_update = validate_unless_a_value_moved  # type: ignore[method-assign,assignment]
+
+
+def _moved_ssm_parameters(resources: Any, template: dict[str, Any]) -> set[str]:
+    """The SSM-typed parameters of `template` whose value is no longer the one the stack resolved last."""
+    return {
+        name
+        for name, slot in template.get("Parameters", {}).items()
+        if slot["Type"].startswith("AWS::SSM::Parameter::Value<")
+        and name in resources.resolved_parameters
+        and resources.parse_ssm_parameter(resources.input_parameters.get(name) or slot["Default"], slot["Type"])
+        != resources.resolved_parameters[name]
+    }
+
+
+def _replace_instances_whose_image_changes() -> None:
+    """SERVER gap: an update of AWS::EC2::Instance's ImageId replaces the instance."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance
+
+    def update_from_cloudformation_json(
+        cls: type[Instance],
+        original_resource: Instance,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Instance:
+        if cloudformation_json["Properties"]["ImageId"] == original_resource.image_id:
+            return original_resource
+        create = cls.create_from_cloudformation_json
+        replacement = create(new_resource_name, cloudformation_json, account_id, region_name)
+        ec2_backends[account_id][region_name].terminate_instances([original_resource.id])
+        return replacement
+
+    Instance.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)  # type: ignore[assignment]
 
 
 def _references(node: Any) -> set[str]:
@@ -553,6 +798,8 @@ def serve(argv: list[str] | None = None) -> None:
     _honour_endpoint_names()
     _log_group_arns_as_cloudformation_gives_them()
     _previous_values_of_defaulted_parameters()
+    _resolve_ssm_parameters_again_on_update()  # before the next one, which adds the dependents of these updates
+    _replace_instances_whose_image_changes()
     _update_what_references_an_updated_resource()
     _keep_exports_that_are_in_use()
     _key_policies_as_text()
@@ -560,6 +807,9 @@ def serve(argv: list[str] | None = None) -> None:
     _model_wait_condition_handles(args.wait_handle_url)
     _model_placement_groups()
     _seed_dlami_parameters(args.region)
+    _accept_dlami_releases()
+    _run_lambda_functions_locally(args.port)
+    _await_custom_resources(args.port)
 
     from moto.server import ThreadedMotoServer
 

@@ -132,9 +132,11 @@ class LocalAws:
     def bootstrap(self) -> None:
         self.cdk("bootstrap", f"aws://{ACCOUNT}/{self.region}")
 
-    def deploy(self, *stacks: str, **context: str) -> None:
-        """`cdk deploy`, with the direct method: moto's change sets build no exports (tests/e2e/emulator.py)."""
-        self.cdk("deploy", *(stacks or ("--all",)), "--require-approval", "never", "--method=direct", context=context)
+    def deploy(self, *stacks: str, **context: str) -> str:
+        """`cdk deploy`, with the direct method: moto's change sets build no exports (tests/e2e/emulator.py).
+        Returns what the CLI printed (it reports on stderr)."""
+        arguments = ("deploy", *(stacks or ("--all",)), "--require-approval", "never", "--method=direct")
+        return self.cdk(*arguments, context=context).stderr
 
     def destroy(self, *stacks: str, **context: str) -> None:
         self.cdk(

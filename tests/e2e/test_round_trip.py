@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from inference.serve import LocalEndpoint, free_port
-from tests.e2e.emulator import DLAMI_AMI, UNDELETED_TYPES
+from tests.e2e.emulator import DLAMI_AMI, NEXT_DLAMI_AMI, UNDELETED_TYPES, release_dlami
 from tests.e2e.instance import Boot, EmulatedInstance, on_loopback, user_data
 from tests.e2e.local_aws import LocalAws, Stack, local_aws
 from tests.wheel_sets import locked_set
@@ -49,6 +49,9 @@ SENTENCE = "Covid cases are increasing fast!"
 EXTERNAL_MODEL_BUCKET = "someone-elses-models"
 EXTERNAL_MODEL_KEY = "roberta/model.tar.gz"
 CLUSTER_RUN = "run-3"
+OTHER_DLAMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+)
 CLUSTER_NODES = 2
 P4D_EFA_INTERFACES = 4
 # The user's own data: their bucket, their files (label names in the label column), their classes.
@@ -158,10 +161,8 @@ def test_training_instance_is_the_configured_gpu_type_from_the_dlami(aws: LocalA
     ec2 = aws.client("ec2")
     instance = _instance(aws, deployed["training"])
     assert instance["InstanceType"] == "p4d.24xlarge"
-    parameters = aws.template(f"{PREFIX}-training")["Parameters"].values()
-    (parameter,) = [p for p in parameters if p["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"]
-    dlami = aws.client("ssm").get_parameter(Name=parameter["Default"])["Parameter"]["Value"]
-    assert instance["ImageId"] == dlami == DLAMI_AMI
+    dlami = aws.client("ssm").get_parameter(Name=CONTEXT["dlamiSsmParameter"])["Parameter"]["Value"]
+    assert instance["ImageId"] == dlami == DLAMI_AMI  # read by the run's own resolver function
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
     assert "KeyName" not in instance
     shutdown = ec2.describe_instance_attribute(
@@ -416,6 +417,36 @@ def test_the_deployed_model_answers_the_recipe_sentence(
 # ---- later deploys and destroy ------------------------------------------------------------------------
 
 
+def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    """AWS publishes a new DLAMI, the user deploys the same run again: the CLI finds nothing to do."""
+    instance = _instance(aws, deployed["training"])["InstanceId"]
+    launched = _every_instance(aws)
+    release_dlami(aws.client("ssm"), CONTEXT["dlamiSsmParameter"], NEXT_DLAMI_AMI)
+    output = aws.deploy(**own_data())
+    assert aws.stack(f"{PREFIX}-training").only("AWS::EC2::Instance") == instance
+    assert _every_instance(aws) == launched
+    assert _instance(aws, deployed["training"])["ImageId"] == DLAMI_AMI
+    for name in STACKS:
+        assert f"{PREFIX}-{name} (no changes)" in output, output[-3000:]
+
+
+def test_another_dlami_parameter_for_the_same_run_keeps_its_instance_and_ami(
+    aws: LocalAws, deployed: dict[str, Stack], trained: Played
+) -> None:
+    """A later app version's default, or the user's own: the resolver gets an Update and keeps the image."""
+    instance = _instance(aws, deployed["training"])["InstanceId"]
+    launched = _every_instance(aws)
+    release_dlami(aws.client("ssm"), OTHER_DLAMI_PARAMETER, NEXT_DLAMI_AMI)
+    aws.deploy(dlamiSsmParameter=OTHER_DLAMI_PARAMETER, **own_data())
+    training = aws.stack(f"{PREFIX}-training")
+    assert training.only("AWS::EC2::Instance") == instance
+    assert _every_instance(aws) == launched
+    assert _instance(aws, training)["ImageId"] == DLAMI_AMI
+    assert training.only("Custom::RunDlami") == DLAMI_AMI  # the physical id the function answered
+
+
 def test_a_new_run_replaces_the_instance_and_the_model(
     aws: LocalAws, deployed: dict[str, Stack], trained: Played
 ) -> None:
@@ -426,6 +457,7 @@ def test_a_new_run_replaces_the_instance_and_the_model(
     training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
     new_instance = _instance(aws, training)
     assert new_instance["InstanceId"] != old_instance
+    assert new_instance["ImageId"] == NEXT_DLAMI_AMI  # a new run reads the DLAMI again
     model = _model(aws, inference)
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
@@ -689,6 +721,12 @@ def _instance(aws: LocalAws, training: Stack) -> dict[str, Any]:
     ]
     instance: dict[str, Any] = reservation["Instances"][0]
     return instance
+
+
+def _every_instance(aws: LocalAws) -> list[str]:
+    """Whatever their state: an instance launched and terminated since would still be listed."""
+    reservations = aws.client("ec2").describe_instances()["Reservations"]
+    return sorted(instance["InstanceId"] for reservation in reservations for instance in reservation["Instances"])
 
 
 def _live_instances(aws: LocalAws) -> list[str]:

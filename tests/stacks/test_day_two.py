@@ -58,7 +58,10 @@ def test_the_logs_of_a_run_and_of_the_endpoint_outlive_a_rollback_of_their_stack
     for app in (default_app, existing_model_app):
         stacks = ("training", "inference") if app.application.training else ("inference",)
         for stack in stacks:
-            assert resources(app, stack, "AWS::Logs::LogGroup") == {}, stack
+            groups_of_stack = resources(app, stack, "AWS::Logs::LogGroup")
+            # The AMI resolver's own log may go with a rollback: a failed read's error is its FAILED
+            # answer, which CloudFormation keeps in the stack's events and `cdk deploy` prints.
+            assert [name for name in groups_of_stack if not name.startswith("DlamiResolver")] == [], stack
         groups = resources(app, "foundation", "AWS::Logs::LogGroup")
         assert {group.get("DeletionPolicy") for group in groups.values()} == {"Delete"}
         assert "/aws/sagemaker/Endpoints/pt2-endpoint-c7g-4xlarge" in [

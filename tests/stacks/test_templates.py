@@ -38,14 +38,24 @@ def user_data(app: Synthesized) -> str:
 
 
 def test_training_instance_type_and_ami_from_the_public_ssm_parameter(default_app: Synthesized) -> None:
+    """Read by the run's resolver function, which may read that one parameter and nothing else."""
     props = instance(default_app)
     assert props["InstanceType"] == "p4d.24xlarge"
-    parameter = props["ImageId"]["Ref"]
-    parameters = default_app.template_json("training")["Parameters"]
-    assert parameters[parameter]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
-    assert parameters[parameter]["Default"] == (
-        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
-    )
+    resolver, attribute = props["ImageId"]["Fn::GetAtt"]
+    assert attribute == "ImageId"
+    resource = default_app.template_json("training")["Resources"][resolver]
+    assert resource["Type"] == "Custom::RunDlami"
+    parameter = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+    assert resource["Properties"]["ParameterName"] == parameter
+    function = resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    properties = default_app.template_json("training")["Resources"][function]["Properties"]
+    assert (properties["Runtime"], properties["Handler"]) == ("python3.14", "functions.dlami.handler")
+    role = only(resources_of(default_app, "training", "AWS::IAM::Role"))["Properties"]
+    (policy,) = role["Policies"]
+    reads = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "ssm:GetParameter"]
+    arn = f"arn:aws:ssm:us-west-2::parameter{parameter}"
+    assert reads == [{"Action": "ssm:GetParameter", "Effect": "Allow", "Resource": arn}]
+    assert "ManagedPolicyArns" not in role
 
 
 def test_instance_requires_imdsv2_and_has_no_key_pair(default_app: Synthesized) -> None:
