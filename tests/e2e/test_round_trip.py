@@ -417,26 +417,22 @@ def test_the_deployed_model_answers_the_recipe_sentence(
 # ---- later deploys and destroy ------------------------------------------------------------------------
 
 
-def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played
-) -> None:
+def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(aws: LocalAws, trained: Played) -> None:
     """AWS publishes a new DLAMI, the user deploys the same run again: the CLI finds nothing to do."""
-    instance = _instance(aws, deployed["training"])["InstanceId"]
+    instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
     launched = _every_instance(aws)
     release_dlami(aws.client("ssm"), CONTEXT["dlamiSsmParameter"], NEXT_DLAMI_AMI)
     output = aws.deploy(**own_data())
     assert aws.stack(f"{PREFIX}-training").only("AWS::EC2::Instance") == instance
     assert _every_instance(aws) == launched
-    assert _instance(aws, deployed["training"])["ImageId"] == DLAMI_AMI
+    assert _instance(aws, aws.stack(f"{PREFIX}-training"))["ImageId"] == DLAMI_AMI
     for name in STACKS:
         assert f"{PREFIX}-{name} (no changes)" in output, output[-3000:]
 
 
-def test_another_dlami_parameter_for_the_same_run_keeps_its_instance_and_ami(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played
-) -> None:
+def test_another_dlami_parameter_for_the_same_run_keeps_its_instance_and_ami(aws: LocalAws, trained: Played) -> None:
     """A later app version's default, or the user's own: the resolver gets an Update and keeps the image."""
-    instance = _instance(aws, deployed["training"])["InstanceId"]
+    instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
     launched = _every_instance(aws)
     release_dlami(aws.client("ssm"), OTHER_DLAMI_PARAMETER, NEXT_DLAMI_AMI)
     aws.deploy(dlamiSsmParameter=OTHER_DLAMI_PARAMETER, **own_data())
@@ -461,12 +457,8 @@ def test_a_new_run_replaces_the_instance_and_the_model(
     model = _model(aws, inference)
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
-    sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
-    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-    assert variant["ModelName"] == model["ModelName"]
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]] != [old_model]
-    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
+    _assert_the_endpoint_serves_only(aws, model)
+    assert model["ModelName"] != old_model
     assert _live_instances(aws) == [new_instance["InstanceId"]]
     assert "export RUN_ID='run-2'" in user_data(aws.client("ec2"), new_instance["InstanceId"]).decode()
 
@@ -520,13 +512,8 @@ def test_a_new_run_on_two_instances_replaces_the_instance_and_the_model(
     model = _model(aws, inference)
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
-    sagemaker = aws.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
-    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
-    assert variant["ModelName"] == model["ModelName"]
-    models = [m["ModelName"] for m in sagemaker.list_models()["Models"]]
-    assert models == [model["ModelName"]] != [new_run.replaced_model]
-    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
+    _assert_the_endpoint_serves_only(aws, model)
+    assert model["ModelName"] != new_run.replaced_model
     assert sorted(_live_instances(aws)) == sorted(nodes)
 
 
@@ -727,6 +714,16 @@ def _every_instance(aws: LocalAws) -> list[str]:
     """Whatever their state: an instance launched and terminated since would still be listed."""
     reservations = aws.client("ec2").describe_instances()["Reservations"]
     return sorted(instance["InstanceId"] for reservation in reservations for instance in reservation["Instances"])
+
+
+def _assert_the_endpoint_serves_only(aws: LocalAws, model: dict[str, Any]) -> None:
+    """The endpoint's config serves `model`; no other model or endpoint config is left."""
+    sagemaker = aws.client("sagemaker")
+    config = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    assert variant["ModelName"] == model["ModelName"]
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [model["ModelName"]]
+    assert [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]] == [config]
 
 
 def _live_instances(aws: LocalAws) -> list[str]:
