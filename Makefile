@@ -45,8 +45,8 @@ synth: $(VENV)/.installed node_modules/.installed ## Synthesize the three templa
 demo: $(VENV)/.installed node_modules/.installed ## Synth, then train a tiny model on CPU, package, serve and invoke it; print a summary
 	@$(PY) -m scripts.demo $(if $(MODEL),--model $(MODEL))
 
-test: install lint typecheck ## Lint, type-check and run every test (offline)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest
+test: install lint typecheck ## Lint, type-check and run every test (offline; one test file per core)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest --numprocesses auto --dist loadfile
 
 e2e-local: $(VENV)/.installed node_modules/.installed ## cdk deploy, the instance's user data, serving and cdk destroy against an AWS emulator (offline)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests/e2e
