@@ -386,12 +386,8 @@ def _await_custom_resources(port: int) -> None:
     Stack.verify_readiness = lambda self: None  # type: ignore[method-assign]
     settings.moto_server_host = lambda: "http://127.0.0.1"  # type: ignore[assignment]
     custom_model.threading = SimpleNamespace(Thread=_RunNow)  # type: ignore[assignment]
-    create = custom_model.CustomModel.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
-    def create_and_await(
-        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        resource = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    def awaited(resource: Any, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any) -> Any:
         if not resource.is_created():
             raise RuntimeError(f"custom resource {kwargs['LogicalId']} got no SUCCESS from its function")
         resource.stack_id, resource.resource_type = kwargs["StackId"], kwargs["ResourceType"]
@@ -430,7 +426,7 @@ def _await_custom_resources(port: int) -> None:
         original_resource.properties = properties
         return original_resource
 
-    custom_model.CustomModel.create_from_cloudformation_json = classmethod(create_and_await)  # type: ignore[assignment]
+    _finish_created(custom_model.CustomModel, awaited)
     custom_model.CustomModel.update_from_cloudformation_json = classmethod(update_and_await)  # type: ignore[assignment]
     process = CloudFormationResponse.process_cfn_response
 
@@ -452,20 +448,29 @@ def _now() -> Any:
     return utcnow()
 
 
+def _finish_created(model: Any, finish: Callable[..., Any]) -> None:
+    """Wraps `model`'s create from CloudFormation: `finish(resource, cloudformation_json, account_id,
+    region_name, **kwargs)` completes the resource moto made and returns it."""
+    create = model.create_from_cloudformation_json.__func__
+
+    def create_and_finish(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        resource = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        return finish(resource, cloudformation_json, account_id, region_name, **kwargs)
+
+    model.create_from_cloudformation_json = classmethod(create_and_finish)
+
+
 def _key_policies_as_text() -> None:
     """SERVER gap: AWS::KMS::Key's KeyPolicy reaches moto's key as a dict; its API expects JSON text."""
     from moto.kms.models import Key
 
-    create = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-
-    def create_with_text_policy(
-        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        key = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    def with_text_policy(key: Key, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any) -> Key:
         key.policy = key.policy if isinstance(key.policy, str) else json.dumps(key.policy)
         return key
 
-    Key.create_from_cloudformation_json = classmethod(create_with_text_policy)  # type: ignore[assignment]
+    _finish_created(Key, with_text_policy)
 
 
 def _accept_graviton_endpoints() -> None:
@@ -550,12 +555,9 @@ def _apply_dropped_bucket_properties() -> None:
     """SERVER gap: the public access block and versioning of AWS::S3::Bucket."""
     from moto.s3.models import FakeBucket, s3_backends
 
-    create = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-
-    def create_with_all_properties(
-        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        bucket = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    def with_all_properties(
+        bucket: FakeBucket, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> FakeBucket:
         backend = s3_backends[account_id]["aws"]
         properties = cloudformation_json.get("Properties", {})
         if "PublicAccessBlockConfiguration" in properties:
@@ -564,7 +566,7 @@ def _apply_dropped_bucket_properties() -> None:
             backend.put_bucket_versioning(bucket.name, properties["VersioningConfiguration"]["Status"])
         return bucket
 
-    FakeBucket.create_from_cloudformation_json = classmethod(create_with_all_properties)  # type: ignore[assignment]
+    _finish_created(FakeBucket, with_all_properties)
 
 
 def _apply_dropped_instance_properties() -> None:
@@ -572,12 +574,9 @@ def _apply_dropped_instance_properties() -> None:
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.instances import Instance, MetadataOptions
 
-    create = Instance.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-
-    def create_with_all_properties(
-        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        instance = create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    def with_all_properties(
+        instance: Instance, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Instance:
         properties = cloudformation_json["Properties"]
         if "LaunchTemplate" in properties:
             template = ec2_backends[account_id][region_name]._get_template_from_args(properties["LaunchTemplate"])
@@ -587,7 +586,7 @@ def _apply_dropped_instance_properties() -> None:
         instance.monitoring_state = "enabled" if properties.get("Monitoring") else "disabled"
         return instance
 
-    Instance.create_from_cloudformation_json = classmethod(create_with_all_properties)  # type: ignore[assignment]
+    _finish_created(Instance, with_all_properties)
 
 
 def _apply_network_interface_group_sets() -> None:
