@@ -609,8 +609,10 @@ def cluster_trained(
 def test_the_cluster_trains_across_both_nodes_and_exactly_one_uploads_the_archive(
     aws: LocalAws, deployed: dict[str, Stack], cluster_trained: ClusterPlay
 ) -> None:
+    tails = [node.boot.output[-2000:] for node in cluster_trained.nodes]
+    assert len(cluster_trained.signals) == 1, (cluster_trained.signals, tails)
     (success,) = cluster_trained.signals
-    assert success["Status"] == "SUCCESS", [node.boot.output[-2000:] for node in cluster_trained.nodes]
+    assert success["Status"] == "SUCCESS", tails
     assert json.loads(success["Data"])["setup"]["processes"] == CLUSTER_NODES  # one process per node, one job
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     key = f"runs/{CLUSTER_RUN}/model.tar.gz"
