@@ -12,27 +12,28 @@ reads go in (SERVING_FILES): Trainer's training_args.bin, a pickle the endpoint 
 scanners flag, stays out, as would optimizer state or anything else left in the model directory.
 One file is built here: the int8 ONNX graph that `inferenceMode=int8` serves (training.onnx_export).
 
-The archive is deterministic: sorted entries, zero mtimes and owners, no gzip timestamp, so the same
-inputs give the same bytes and the same S3 ETag, and an unchanged model does not look like a new one.
+With --no-handler the result is a weights archive, the one the training instance uploads: the
+inference stack's serving-archive resource (functions/serving_archive.py) adds each deploy's handler
+to it, so a handler change reaches the endpoint without retraining.
+
+The archive is deterministic (training.archive_format): the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import io
 import json
 import re
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from training import wheels as wheel_set
+from training.archive_format import HANDLER_MEMBER, REQUIREMENTS_MEMBER, Source, write_archive
 from training.onnx_export import INT8_FILE, export_int8
 
-CODE_FILES = ("inference.py", "requirements.txt")
+HANDLER, REQUIREMENTS = "inference.py", "requirements.txt"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model")
@@ -67,8 +68,6 @@ TORCHSERVE_MANIFEST = {
     "model": {"modelName": "model", "modelVersion": "1.0", "configFile": TORCHSERVE_CONFIG},
 }
 
-Source = Path | bytes | None  # a file, generated content, or None for a directory
-
 
 class PackageError(ValueError):
     """The model or code directory lacks something the endpoint needs; the message says what."""
@@ -96,14 +95,16 @@ def check_model_dir(model_dir: Path) -> None:
         )
 
 
-def check_code_dir(code_dir: Path) -> None:
-    missing = [name for name in CODE_FILES if not (code_dir / name).is_file()]
+def check_code_dir(code_dir: Path, handler: bool = True) -> None:
+    """A weights archive (handler=False) takes only the requirements from the code directory."""
+    required = (HANDLER, REQUIREMENTS) if handler else (REQUIREMENTS,)
+    missing = [name for name in required if not (code_dir / name).is_file()]
     if missing:
         raise PackageError(f"code directory {code_dir} has no {', '.join(missing)}")
 
 
-def archive_members(model_dir: Path, code_dir: Path) -> dict[str, Source]:
-    """The model and the handler.
+def archive_members(model_dir: Path, code_dir: Path, handler: bool = True) -> dict[str, Source]:
+    """The model, the requirements and (with `handler`) the handler.
 
     Only the top-level serving files of the model directory: save_pretrained writes a flat directory,
     and this keeps stray subdirectories (an old code/ for one) and training leftovers out of the archive.
@@ -112,9 +113,10 @@ def archive_members(model_dir: Path, code_dir: Path) -> dict[str, Source]:
         path.name: path for path in model_dir.iterdir() if path.is_file() and is_serving_file(path.name)
     }
     members["code"] = None
-    members["code/inference.py"] = code_dir / "inference.py"
-    pins = wheel_set.requirement_pins(code_dir / "requirements.txt")
-    members["code/requirements.txt"] = wheel_set.offline_requirements(pins).encode()
+    if handler:
+        members[HANDLER_MEMBER] = code_dir / HANDLER
+    pins = wheel_set.requirement_pins(code_dir / REQUIREMENTS)
+    members[REQUIREMENTS_MEMBER] = wheel_set.offline_requirements(pins).encode()
     return members
 
 
@@ -134,59 +136,26 @@ def wheel_members(wheels: Sequence[Path]) -> dict[str, Source]:
     return {"code/wheels": None, **{f"code/wheels/{wheel.name}": wheel for wheel in wheels}}
 
 
-def _tar_info(name: str, source: Source) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if source is None:
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-    else:
-        info.size = len(source) if isinstance(source, bytes) else source.stat().st_size
-        info.mode = 0o644
-    return info
-
-
-def _add(tar: tarfile.TarFile, name: str, source: Source) -> None:
-    info = _tar_info(name, source)
-    if source is None:
-        tar.addfile(info)
-    elif isinstance(source, bytes):
-        tar.addfile(info, io.BytesIO(source))
-    else:
-        with source.open("rb") as handle:
-            tar.addfile(info, handle)
-
-
-def build_model_archive(model_dir: Path, code_dir: Path, output: Path, wheels: Sequence[Path] | None = None) -> Path:
+def build_model_archive(
+    model_dir: Path, code_dir: Path, output: Path, wheels: Sequence[Path] | None = None, handler: bool = True
+) -> Path:
     """Writes the archive to `output` through a temporary file, so a failure leaves no partial archive.
 
-    `wheels` must already be the checked set (`wheel_set.locked_wheels` and `wheel_set.check`)."""
+    `wheels` must already be the checked set (`wheel_set.locked_wheels` and `wheel_set.check`);
+    without `handler`, a weights archive (no code/inference.py)."""
     check_model_dir(model_dir)
-    check_code_dir(code_dir)
+    check_code_dir(code_dir, handler)
     if output.resolve().parent == model_dir.resolve():
         raise PackageError(f"output {output} must be outside the model directory it archives")
     with tempfile.TemporaryDirectory(prefix="package-") as workdir:
         built = {INT8_FILE: export_int8(model_dir, Path(workdir) / INT8_FILE)}  # for inferenceMode=int8
-        members = {**archive_members(model_dir, code_dir), **built, **serving_members(), **wheel_members(wheels or [])}
-        return _write_archive(members, output)
-
-
-def _write_archive(members: dict[str, Source], output: Path) -> Path:
-    partial = output.with_name(output.name + ".partial")
-    try:
-        with (
-            partial.open("wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for name, source in sorted(members.items()):
-                _add(tar, name, source)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
-    return output
+        members = {
+            **archive_members(model_dir, code_dir, handler),
+            **built,
+            **serving_members(),
+            **wheel_members(wheels or []),
+        }
+        return write_archive(members, output)
 
 
 def endpoint_wheels(
@@ -214,7 +183,9 @@ def endpoint_wheels(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.package", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="training's --output-dir/model")
-    parser.add_argument("--code-dir", type=Path, default=Path("inference"), help="holds inference.py")
+    parser.add_argument(
+        "--code-dir", type=Path, default=Path("inference"), help="holds inference.py and requirements.txt"
+    )
     parser.add_argument("--output", type=Path, default=Path("model.tar.gz"))
     parser.add_argument("--wheels", type=Path, help="directory with the locked wheels for code/wheels/")
     parser.add_argument("--download", action="store_true", help="download missing locked wheels into --wheels")
@@ -222,16 +193,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--platform", choices=sorted(wheel_set.PLATFORMS), default=wheel_set.ENDPOINT.name, help="where they install"
     )
+    parser.add_argument(
+        "--no-handler",
+        dest="handler",
+        action="store_false",
+        help="a weights archive, without code/inference.py (the inference stack adds the handler)",
+    )
     args = parser.parse_args(argv)
     try:
         # Checked before any download: a wrong directory fails at once, offline.
         check_model_dir(args.model_dir)
-        check_code_dir(args.code_dir)
+        check_code_dir(args.code_dir, args.handler)
         wheels = None
         if args.wheels:
-            platform, requirements = wheel_set.PLATFORMS[args.platform], args.code_dir / "requirements.txt"
+            platform, requirements = wheel_set.PLATFORMS[args.platform], args.code_dir / REQUIREMENTS
             wheels = endpoint_wheels(args.wheels, platform, requirements, args.lock, args.download)
-        output = build_model_archive(args.model_dir, args.code_dir, args.output, wheels)
+        output = build_model_archive(args.model_dir, args.code_dir, args.output, wheels, args.handler)
     except PackageError as error:
         raise SystemExit(f"error: {error}") from None
     with output.open("rb") as handle:

@@ -236,3 +236,18 @@ def cli(model_dir: Path, code_dir: Path, output: Path, *extra: str) -> list[str]
 def test_the_project_handler_packages(model_copy: Path, tmp_path: Path) -> None:
     with tarfile.open(build_model_archive(model_copy, REAL_CODE_DIR, tmp_path / "model.tar.gz")) as tar:
         assert {"code/inference.py", "code/requirements.txt"} <= set(tar.getnames())
+
+
+def test_a_weights_archive_is_the_full_one_without_the_handler(
+    model_copy: Path, code_dir: Path, tmp_path: Path
+) -> None:
+    """--no-handler: the handler is added at deploy (functions/serving_archive.py), so none is needed here."""
+    main(cli(model_copy, code_dir, tmp_path / "model.tar.gz"))
+    main(cli(model_copy, code_dir, tmp_path / "weights.tar.gz", "--no-handler"))
+    with tarfile.open(tmp_path / "model.tar.gz") as full, tarfile.open(tmp_path / "weights.tar.gz") as weights:
+        full_names, weights_names = full.getnames(), weights.getnames()
+    assert "code/inference.py" in full_names
+    assert weights_names == [name for name in full_names if name != "code/inference.py"]
+    (code_dir / "inference.py").unlink()
+    main(cli(model_copy, code_dir, tmp_path / "without.tar.gz", "--no-handler"))
+    assert (tmp_path / "without.tar.gz").read_bytes() == (tmp_path / "weights.tar.gz").read_bytes()
