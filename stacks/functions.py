@@ -2,9 +2,9 @@
 
 Each function's role holds exactly the statements its caller passes, plus writing its own log group
 (no AWSLambdaBasicExecutionRole, which would allow every log group). The code asset is the
-`functions` package as it is in the repository, staged under build/ into a folder named by its
-content, so the zip keeps the package name that the handlers import from and an unchanged package
-keeps its asset hash.
+`functions` package as it is in the repository, with the torch-free training modules the handlers
+import (SHARED), staged under build/ into a folder named by its content, so the zip keeps the
+package names that the handlers import from and unchanged code keeps its asset hash.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Size
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -25,6 +25,8 @@ from stacks.secure_defaults import log_group
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "functions"
+# Standard-library modules of the app that functions import; the zip carries no torch.
+SHARED = ("training/__init__.py", "training/archive_format.py")
 STAGING = ROOT / "build" / "function-code"
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # the newest Python runtime CDK offers (cdk-nag L1)
 
@@ -38,7 +40,10 @@ def python_function(
     statements: Sequence[iam.PolicyStatement],
     retention_days: int,
     timeout: Duration,
+    memory_size: int | None = None,
+    ephemeral_storage_gib: int | None = None,
 ) -> lambda_.Function:
+    """memory_size (MiB) and ephemeral_storage_gib (/tmp): Lambda's defaults (128 MiB, 0.5 GiB) unless given."""
     logs = log_group(scope, f"{construct_id}Logs", retention_days)
     role = iam.Role(
         scope,
@@ -65,23 +70,26 @@ def python_function(
         role=role,
         log_group=logs,
         timeout=timeout,
+        memory_size=memory_size,
+        ephemeral_storage_size=Size.gibibytes(ephemeral_storage_gib) if ephemeral_storage_gib is not None else None,
         description=description,
     )
 
 
 def staged_code() -> Path:
-    """build/function-code/<hash>/functions/*.py; written once per content, atomically (parallel synths)."""
-    sources = sorted((ROOT / PACKAGE).glob("*.py"))
+    """build/function-code/<hash>/ with functions/*.py and SHARED; written once per content, atomically
+    (parallel synths)."""
+    sources = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / PACKAGE).glob("*.py")) + list(SHARED)
     digest = hashlib.sha256()
     for source in sources:
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+        digest.update(source.encode() + b"\0" + (ROOT / source).read_bytes() + b"\0")
     target = STAGING / digest.hexdigest()[:16]
     if not target.exists():
         STAGING.mkdir(parents=True, exist_ok=True)
         draft = Path(tempfile.mkdtemp(dir=STAGING))
-        (draft / PACKAGE).mkdir()
         for source in sources:
-            shutil.copyfile(source, draft / PACKAGE / source.name)
+            (draft / source).parent.mkdir(exist_ok=True)
+            shutil.copyfile(ROOT / source, draft / source)
         try:
             os.rename(draft, target)
         except OSError:  # another synth staged the same content first

@@ -1,39 +1,13 @@
-"""The custom resource protocol against a real HTTP server on loopback standing in for the ResponseURL."""
+"""The custom resource protocol against a real HTTP server on loopback standing in for the ResponseURL
+(the `answers` fixture, conftest.py)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from functions.cfn import respond
-
-
-@pytest.fixture
-def answers() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
-            assert self.headers["Content-Type"] == ""  # the presigned URL was signed without one
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/answer?signed", received
-    server.shutdown()
-    server.server_close()
 
 
 def event(url: str, request_type: str, **extra: Any) -> dict[str, Any]:
