@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.foundation_stack import FoundationStack
-from stacks.inference_stack import InferenceStack
+from stacks.inference_stack import InferenceStack, S3Object
 from stacks.security_acknowledgements import acknowledge_findings
 from stacks.settings import Settings, reject_unknown_context
 from stacks.training_stack import TrainingStack
@@ -40,7 +40,6 @@ class Application:
             description="PyTorch 2 on AWS: VPC, artifact bucket, instance and endpoint roles",
         )
         self.training: TrainingStack | None = None
-        model_data_url = self.settings.model_data_url
         if self.settings.trains:
             self.training = TrainingStack(
                 self.app,
@@ -50,13 +49,15 @@ class Application:
                 env=env,
                 description="PyTorch 2 on AWS: GPU instance that fine-tunes RoBERTa and uploads model.tar.gz",
             )
-            model_data_url = self.training.model_data_url
+            source_archive = S3Object(self.foundation.artifact_bucket.bucket_name, self.training.model_key)
+        else:
+            source_archive = S3Object.from_url(self.settings.model_data_url)
         self.inference = InferenceStack(
             self.app,
             f"{prefix}-inference",
             settings=self.settings,
             foundation=self.foundation,
-            model_data_url=model_data_url,
+            source_archive=source_archive,
             env=env,
             description="PyTorch 2 on AWS: SageMaker endpoint on Graviton serving the model",
         )

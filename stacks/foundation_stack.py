@@ -16,7 +16,8 @@ from stacks.secure_defaults import SECURE_BUCKET, log_group
 from stacks.settings import Settings
 
 # Model archives of every run, the only artifact objects the endpoint may read.
-MODEL_ARCHIVES = "runs/*/model.tar.gz"
+# Where the inference stack puts the archives the endpoint serves (stacks/inference_stack.py).
+SERVING_ARCHIVES = "serving"
 # ECR actions that pulling an image needs, granted on the DLC registry's repositories only.
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 
@@ -119,7 +120,7 @@ class FoundationStack(Stack):
         return role
 
     def _endpoint_role(self) -> iam.Role:
-        """The recipe's `sagemakerrole`: the model tarballs, the inference image, the endpoint's logs."""
+        """The recipe's `sagemakerrole`: the serving archives, the inference image, the endpoint's logs."""
         role = iam.Role(
             self,
             "EndpointRole",
@@ -128,7 +129,7 @@ class FoundationStack(Stack):
         )
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[self.artifact_bucket.arn_for_objects(MODEL_ARCHIVES)]
+                actions=["s3:GetObject"], resources=[self.artifact_bucket.arn_for_objects(f"{SERVING_ARCHIVES}/*")]
             )
         )
         self._allow_image_pull(role, self.settings.inference_image)

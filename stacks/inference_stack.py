@@ -1,16 +1,27 @@
-"""The SageMaker endpoint on Graviton that serves the trained model.tar.gz, with autoscaling, alarms and a dashboard."""
+"""The SageMaker endpoint on Graviton that serves the trained model.tar.gz, with autoscaling, alarms and a dashboard.
+
+The endpoint serves the *serving archive*: the run's archive (or the user's `modelDataUrl`) with this
+checkout's handler, inference/inference.py, put in by the serving-archive function
+(functions/serving_archive.py) under a key named by the handler's hash. A handler edit is therefore a
+change of this stack alone: a new serving archive, Model and endpoint config, and no training instance.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, CustomResource, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from stacks.foundation_stack import FoundationStack
+from stacks.foundation_stack import SERVING_ARCHIVES, FoundationStack
+from stacks.functions import python_function
 from stacks.monitoring import Monitoring
 from stacks.secure_defaults import encryption_key
 from stacks.settings import Settings
@@ -24,6 +35,31 @@ THREADS_PER_WORKER = 4
 # per worker, and a model that cannot load is not retried (training/package.py).
 STARTUP_HEALTH_CHECK_SECONDS = 600
 INVOCATIONS_PER_INSTANCE_TARGET = 600.0  # per minute; ~10 rps per instance, well under its capacity
+HANDLER = Path("inference") / "inference.py"  # from the project root, as the training stack's assets
+# Rewriting a roberta-base archive (~0.7 GB: weights, the int8 graph, the wheels) is gzip at level 9, on one
+# core: ~30 s on the full vCPU that 2 GB of memory buys (256 MiB took 8 s here). /tmp holds the unpacked
+# source and the result, ~2.1 times the archive at the peak.
+ARCHIVE_BUILD_MINUTES = 15  # Lambda's limit; ample
+ARCHIVE_BUILD_MEMORY_MB = 2048
+ARCHIVE_BUILD_STORAGE_GIB = 4
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An object in S3: the archive the endpoint's model comes from (the run's, or the user's `modelDataUrl`),
+    the handler, the serving archive."""
+
+    bucket: str  # a name, or the artifact bucket's token
+    key: str
+
+    @classmethod
+    def from_url(cls, url: str) -> S3Object:
+        bucket, key = url.removeprefix("s3://").split("/", 1)
+        return cls(bucket, key)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
 
 
 def vcpus(instance_type: str) -> int:
@@ -66,16 +102,19 @@ class InferenceStack(Stack):
         *,
         settings: Settings,
         foundation: FoundationStack,
-        model_data_url: str,
+        source_archive: S3Object,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.foundation = foundation
-        self.model_data_url = model_data_url
+        self.handler_asset = s3_assets.Asset(self, "HandlerAsset", path=str(HANDLER.resolve()))
+        serving_key = f"{SERVING_ARCHIVES}/{self.handler_asset.asset_hash}/{source_archive.bucket}/{source_archive.key}"
+        self.serving_archive = S3Object(foundation.artifact_bucket.bucket_name, serving_key)
+        self.archive_builder = self._archive_builder(source_archive)
+        self.model_data_url = self._serving_archive(source_archive)
         self.volume_key = encryption_key(self, "EndpointVolumeKey", "Encrypts the endpoint instances' storage volumes")
         self.model = self._model()
-        self.external_model_access = self._allow_reading_external_model()
         self.endpoint_config = self._endpoint_config()
         self.endpoint = sagemaker.CfnEndpoint(
             self,
@@ -85,11 +124,6 @@ class InferenceStack(Stack):
             # A new run's endpoint config keeps the instance count autoscaling has set, not the initial one.
             retain_all_variant_properties=True,
         )
-        if self.external_model_access is not None:
-            # The endpoint's instances download the model with the role: the grant must exist first,
-            # and CloudFormation only orders what a reference or DependsOn links.
-            for user in (self.model, self.endpoint):
-                user.node.add_dependency(self.external_model_access)
         self._autoscaling()
         self.monitoring = Monitoring(
             self,
@@ -100,6 +134,50 @@ class InferenceStack(Stack):
             vcpus=vcpus(settings.endpoint_instance_type),
         )
         CfnOutput(self, "EndpointName", value=self.endpoint.attr_endpoint_name)
+
+    def _archive_builder(self, source: S3Object) -> lambda_.Function:
+        """Reads exactly the source archive and the handler, writes exactly the serving archive."""
+        handler = self.handler_asset
+        return python_function(
+            self,
+            "ServingArchiveBuilder",
+            handler="serving_archive.handler",
+            description="Puts this deploy's inference handler into the model archive the endpoint serves",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[
+                        self._object_arn(source),
+                        self._object_arn(S3Object(handler.s3_bucket_name, handler.s3_object_key)),
+                    ],
+                ),
+                iam.PolicyStatement(actions=["s3:PutObject"], resources=[self._object_arn(self.serving_archive)]),
+            ],
+            retention_days=self.settings.log_retention_days,
+            timeout=Duration.minutes(ARCHIVE_BUILD_MINUTES),
+            memory_size=ARCHIVE_BUILD_MEMORY_MB,
+            ephemeral_storage_gib=ARCHIVE_BUILD_STORAGE_GIB,
+        )
+
+    def _serving_archive(self, source: S3Object) -> str:
+        """Built on create and whenever the handler or the source changes (a new key: the old archive stays
+        for a rollback); a deploy that changes neither leaves it alone."""
+        archive = CustomResource(
+            self,
+            "ServingArchive",
+            service_token=self.archive_builder.function_arn,
+            resource_type="Custom::ServingArchive",
+            properties={
+                "SourceArchive": source.url,
+                "Handler": self.handler_asset.s3_object_url,
+                "TargetArchive": self.serving_archive.url,
+            },
+            service_timeout=Duration.minutes(ARCHIVE_BUILD_MINUTES + 1),  # not CloudFormation's hour
+        )
+        return archive.get_att_string("ModelDataUrl")
+
+    def _object_arn(self, archive: S3Object) -> str:
+        return f"arn:{self.partition}:s3:::{archive.bucket}/{archive.key}"
 
     def _model(self) -> sagemaker.CfnModel:
         """Network isolation: the container can open no connection at all. It needs none: the archive
@@ -128,20 +206,6 @@ class InferenceStack(Stack):
         # The role's policy must be in place before SageMaker validates the model against it.
         model.node.add_dependency(self.foundation.endpoint_role)
         return model
-
-    def _allow_reading_external_model(self) -> iam.Policy | None:
-        """A `modelDataUrl` outside the artifact bucket gets a grant for exactly that object."""
-        if self.settings.trains:
-            return None
-        bucket_and_key = self.settings.model_data_url.removeprefix("s3://")
-        return iam.Policy(
-            self,
-            "ExternalModelAccess",
-            roles=[self.foundation.endpoint_role],
-            statements=[
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:{self.partition}:s3:::{bucket_and_key}"])
-            ],
-        )
 
     def _endpoint_config(self) -> sagemaker.CfnEndpointConfig:
         return sagemaker.CfnEndpointConfig(

@@ -43,6 +43,7 @@ def acknowledge_findings(application: Application) -> None:
     _foundation(application.foundation)
     if application.training is not None:
         _training(application.training)
+    _own_function(application.inference.archive_builder)
 
 
 _LOGS_WITHOUT_CMK = (
@@ -79,9 +80,9 @@ def _foundation(stack: FoundationStack) -> None:
     )
     acknowledge(
         endpoint_role,
-        "IAM5[Resource::<ArtifactBucket7410C9EF.Arn>/runs/*/model.tar.gz]",
-        "The endpoint reads model.tar.gz of whichever run it serves, and nothing else in the artifact bucket; "
-        "the run id is chosen at deploy time.",
+        "IAM5[Resource::<ArtifactBucket7410C9EF.Arn>/serving/*]",
+        "The endpoint reads the serving archive of whichever run and handler it serves, and nothing else in the "
+        "artifact bucket; both are chosen at deploy time, in another stack.",
     )
     acknowledge(
         endpoint_role,

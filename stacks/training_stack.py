@@ -14,6 +14,7 @@ DLAMI AWS has released since; a change of those settings creates new instances i
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, CfnWaitCondition, CfnWaitConditionHandle, CustomResource, Duration, Stack
@@ -34,6 +35,9 @@ from stacks.user_data import render_user_data
 # Folders shipped to the instance as zip assets; the docker build context holds all three.
 ASSET_FOLDERS = ("training", "inference", "docker")
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"]
+# Of inference/, the instance gets only the endpoint's pins, whose wheels it packages: the handler reaches the
+# endpoint through the inference stack, so that editing it changes neither the user data nor the instance.
+INSTANCE_FILES = {"inference": ("requirements.txt", "requirements.lock")}
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu DLAMI root device
 RESOLVER_TIMEOUT = Duration.minutes(2)  # how long a deploy waits for the AMI read (one SSM call) to answer
 
@@ -59,7 +63,8 @@ class TrainingStack(Stack):
         self.settings = settings
         self.foundation = foundation
         bucket = foundation.artifact_bucket.bucket_name
-        self.model_data_url = f"s3://{bucket}/{settings.run_prefix}/model.tar.gz"
+        self.model_key = f"{settings.run_prefix}/model.tar.gz"
+        self.model_data_url = f"s3://{bucket}/{self.model_key}"
         self.log_group = foundation.training_log_group
         run = Construct(self, f"Run-{settings.run_id}")
         self.assets = {name: self._asset(run, name) for name in ASSET_FOLDERS}
@@ -123,7 +128,11 @@ class TrainingStack(Stack):
         return image.get_att_string("ImageId")
 
     def _asset(self, scope: Construct, folder: str) -> s3_assets.Asset:
-        return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=folder, exclude=ASSET_EXCLUDES)
+        only = INSTANCE_FILES.get(folder)
+        exclude = ["*", *(f"!{name}" for name in only)] if only else ASSET_EXCLUDES
+        # Resolved here, in the app's working directory: CDK's node process resolves a relative path in its own.
+        path = str(Path(folder).resolve())
+        return s3_assets.Asset(scope, f"{folder.capitalize()}Asset", path=path, exclude=exclude)
 
     def _run_policy(self, scope: Construct, assets: dict[str, s3_assets.Asset]) -> iam.Policy:
         """The instance may read its code assets and the user's data files, write its log group and

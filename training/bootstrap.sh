@@ -39,7 +39,7 @@ RENDEZVOUS_PORT=${RENDEZVOUS_PORT:-29400} # torchrun's c10d default
 RENDEZVOUS_TIMEOUT_SECONDS=${RENDEZVOUS_TIMEOUT_SECONDS:-600}
 export HOME=${HOME:-/root} # unset under cloud-init; docker login and the AWS CLI want one
 
-PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ docker/
+PROJECT_DIR=$WORK_ROOT/project # build context: training/ inference/ (the endpoint's pins) docker/
 OUTPUT_DIR=$WORK_ROOT/output   # training's --output-dir: checkpoints/ model/ metrics.json
 CACHE_DIR=$WORK_ROOT/cache     # hub and compile caches, kept
 LOG_FILE=$WORK_ROOT/logs/bootstrap.log
@@ -323,10 +323,12 @@ train() {
 # Trainer writes the model and metrics.json from global rank 0 only: in a cluster, on one node.
 holds_the_model() { ((NODE_COUNT == 1)) || [[ -f $OUTPUT_DIR/metrics.json ]]; }
 
-# Downloads the endpoint's locked wheels here, where there is network, into the archive.
+# Downloads the endpoint's locked wheels here, where there is network, into the archive. No handler: the
+# inference stack puts the deployed one in (functions/serving_archive.py), so editing it trains nothing.
 package_model() {
   container "$IMAGE" "$(exec_line python -m training.package --model-dir /workspace/output/model \
-    --code-dir inference --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download)"
+    --code-dir inference --no-handler --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels \
+    --download)"
 }
 
 # Metrics first: the model's presence is what marks the run as done for a later boot.

@@ -37,10 +37,10 @@ METRICS_KEY = f"runs/{RUN_ID}/metrics.json"
 CHECKPOINT_PREFIX = f"runs/{RUN_ID}/checkpoints"
 TIMEOUT_S = 30
 
-# What CDK's zip assets of training/, inference/ and docker/ would hold (folder contents, no top dir).
+# What CDK's zip assets of training/, inference/ and docker/ hold (folder contents, no top dir).
 ASSETS = {
     "training": {"__init__.py": "", "train.py": "", "package.py": ""},
-    "inference": {"inference.py": "", "requirements.txt": ""},
+    "inference": {"requirements.txt": "", "requirements.lock": ""},  # the pins only (stacks/training_stack.py)
     "docker": {"Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"},
 }
 

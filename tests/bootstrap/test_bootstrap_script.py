@@ -177,7 +177,7 @@ def test_packaging_runs_training_package_from_the_project_dir(succeeded: tuple[S
     assert "--init" in call
     assert run.calls_to("python") == [
         shlex.split(
-            "-m training.package --model-dir /workspace/output/model --code-dir inference"
+            "-m training.package --model-dir /workspace/output/model --code-dir inference --no-handler"
             " --output /workspace/output/model.tar.gz --wheels /workspace/output/wheels --download"
         )
     ]

@@ -59,9 +59,10 @@ def test_the_logs_of_a_run_and_of_the_endpoint_outlive_a_rollback_of_their_stack
         stacks = ("training", "inference") if app.application.training else ("inference",)
         for stack in stacks:
             groups_of_stack = resources(app, stack, "AWS::Logs::LogGroup")
-            # The AMI resolver's own log may go with a rollback: a failed read's error is its FAILED
-            # answer, which CloudFormation keeps in the stack's events and `cdk deploy` prints.
-            assert [name for name in groups_of_stack if not name.startswith("DlamiResolver")] == [], stack
+            # The app's own functions' logs may go with a rollback: a failed function's error is its
+            # FAILED answer, which CloudFormation keeps in the stack's events and `cdk deploy` prints.
+            functions = ("DlamiResolver", "ServingArchiveBuilder")
+            assert [name for name in groups_of_stack if not name.startswith(functions)] == [], stack
         groups = resources(app, "foundation", "AWS::Logs::LogGroup")
         assert {group.get("DeletionPolicy") for group in groups.values()} == {"Delete"}
         assert "/aws/sagemaker/Endpoints/pt2-endpoint-c7g-4xlarge" in [
@@ -156,8 +157,8 @@ def test_a_new_run_updates_the_endpoint_and_keeps_the_instance_count_autoscaling
     under autoscaling), and RetainAllVariantProperties keeps the current instance count."""
     assert endpoint(next_run_app)["EndpointName"] == endpoint(default_app)["EndpointName"]
     assert endpoint(next_run_app)["RetainAllVariantProperties"] is True
-    (model,) = resources(next_run_app, "inference", "AWS::SageMaker::Model").values()
-    assert "/runs/run-2/" in json.dumps(model["Properties"]["PrimaryContainer"]["ModelDataUrl"])
+    (archive,) = resources(next_run_app, "inference", "Custom::ServingArchive").values()
+    assert "/runs/run-2/" in json.dumps(archive["Properties"]["SourceArchive"])
 
 
 def test_a_new_endpoint_instance_type_replaces_the_endpoint_its_scaling_target_and_its_log_group(

@@ -4,12 +4,15 @@ each invariant synthesizes twice and compares what must not move."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stacks.inference_stack import HANDLER
 from stacks.settings import Settings
 from stacks.training_stack import instance_settings_id
+from tests.project_copy import project_copy
 from tests.stacks.synthesis import Synthesized, synthesize
 
 INSTANCE_SETTINGS = {"trainingInstanceType": "p5.48xlarge", "trainingInstanceCount": "2", "rootVolumeSize": "300"}
@@ -109,3 +112,41 @@ def test_an_endpoint_change_leaves_the_training_stack_as_it_is(
 ) -> None:
     assert default_app.template_json("training") == other_endpoint_app.template_json("training")
     assert default_app.template_json("inference") != other_endpoint_app.template_json("inference")
+
+
+@pytest.fixture(scope="module")
+def edited_handler_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The same deployment from a checkout whose inference/inference.py the user edited (the app reads its
+    folders from the directory it runs in, as `cdk synth` runs it from the project's)."""
+    checkout = project_copy(tmp_path_factory.mktemp("checkout"))
+    handler = checkout / HANDLER
+    handler.write_bytes(handler.read_bytes() + b"\n# edited\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(checkout)
+        return synthesize(tmp_path_factory)
+
+
+def test_a_handler_edit_changes_only_the_serving_archive_and_its_writers_grant(
+    default_app: Synthesized, edited_handler_app: Synthesized
+) -> None:
+    """No training resource moves; CloudFormation replaces the Model when the archive's attribute changes."""
+    for stack in ("foundation", "training"):
+        assert default_app.template_json(stack) == edited_handler_app.template_json(stack)
+    before, after = default_app.template_json("inference"), edited_handler_app.template_json("inference")
+    assert set(before["Resources"]) == set(after["Resources"])
+    changed = {name for name in before["Resources"] if before["Resources"][name] != after["Resources"][name]}
+    (archive,) = [name for name, r in before["Resources"].items() if r["Type"] == "Custom::ServingArchive"]
+    (role,) = [name for name in before["Resources"] if name.startswith("ServingArchiveBuilderRole")]
+    assert changed == {archive, role}
+    old, new = before["Resources"][archive]["Properties"], after["Resources"][archive]["Properties"]
+    assert old["SourceArchive"] == new["SourceArchive"]
+    assert old["TargetArchive"] != new["TargetArchive"]  # a new key: the archive being served stays as it is
+    model = next(r for r in after["Resources"].values() if r["Type"] == "AWS::SageMaker::Model")
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == {"Fn::GetAtt": [archive, "ModelDataUrl"]}
+
+
+def test_the_instance_gets_the_endpoints_pins_but_not_its_handler(default_app: Synthesized) -> None:
+    assert default_app.application.training is not None
+    shipped = Path(default_app.application.training.assets["inference"].asset_path)
+    folder = shipped if shipped.is_absolute() else default_app.outdir / shipped
+    assert sorted(path.name for path in folder.iterdir()) == ["requirements.lock", "requirements.txt"]

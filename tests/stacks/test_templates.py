@@ -234,12 +234,16 @@ def test_user_data_fits_the_16_kib_ec2_limit_once_tokens_resolve(
         assert user_data_size(resource["Properties"]) < 16 * 1024
 
 
-def test_model_key_in_user_data_equals_the_models_model_data_url(default_app: Synthesized) -> None:
+def test_the_serving_archive_is_built_from_the_key_in_user_data_and_is_what_the_model_reads(
+    default_app: Synthesized,
+) -> None:
     parts = instance(default_app)["UserData"]["Fn::Base64"]["Fn::Join"][1]
     start = next(i for i, part in enumerate(parts) if isinstance(part, str) and part.endswith("MODEL_S3_URI='s3://"))
     bucket_import, key_tail = parts[start + 1 : start + 3]
+    archives = resources_of(default_app, "inference", "Custom::ServingArchive")
     model = only(resources_of(default_app, "inference", "AWS::SageMaker::Model"))
-    url = model["Properties"]["PrimaryContainer"]["ModelDataUrl"]["Fn::Join"][1]
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == {"Fn::GetAtt": [*archives, "ModelDataUrl"]}
+    url = only(archives)["Properties"]["SourceArchive"]["Fn::Join"][1]
     assert url[0] == "s3://"
     assert url[1] == bucket_import
     assert key_tail.startswith(url[2] + "'\n")
@@ -345,16 +349,22 @@ def test_autoscaling_and_alarms(custom_app: Synthesized) -> None:
 
 def test_an_existing_model_is_served_without_a_training_stack(existing_model_app: Synthesized) -> None:
     assert "pt2-training" not in existing_model_app.manifest["artifacts"]
-    model = only(resources_of(existing_model_app, "inference", "AWS::SageMaker::Model"))
-    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == EXISTING_MODEL
-    policy = only(resources_of(existing_model_app, "inference", "AWS::IAM::Policy"))
-    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
-        {
-            "Action": "s3:GetObject",
-            "Effect": "Allow",
-            "Resource": "arn:aws:s3:::someone-elses-models/roberta/model.tar.gz",
-        }
+    archive = only(resources_of(existing_model_app, "inference", "Custom::ServingArchive"))
+    assert archive["Properties"]["SourceArchive"] == EXISTING_MODEL
+    external = "arn:aws:s3:::someone-elses-models/roberta/model.tar.gz"
+    (builder,) = [
+        role
+        for name, role in resources_of(existing_model_app, "inference", "AWS::IAM::Role").items()
+        if name.startswith("ServingArchiveBuilderRole")
     ]
+    (reads,) = [
+        statement
+        for policy in builder["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "s3:GetObject"
+    ]
+    assert external in reads["Resource"]  # the function reads it; the endpoint reads only what it wrote
+    assert "someone-elses-models" not in json.dumps(existing_model_app.template_json("foundation"))
 
 
 def test_a_new_run_id_replaces_the_instance_and_the_wait_condition(
@@ -386,10 +396,8 @@ def test_physical_names_are_generated_so_two_prefixes_never_collide(custom_app: 
 def test_every_grant_exists_before_its_first_use(default_app: Synthesized, existing_model_app: Synthesized) -> None:
     """CloudFormation orders only what a reference or DependsOn links; IAM grants are neither."""
     resources = existing_model_app.template_json("inference")["Resources"]
-    (policy,) = [name for name, r in resources.items() if r["Type"] == "AWS::IAM::Policy"]
-    for user in ("AWS::SageMaker::Model", "AWS::SageMaker::Endpoint"):
-        (resource,) = [r for r in resources.values() if r["Type"] == user]
-        assert policy in resource["DependsOn"], user
+    (function,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert function["Properties"]["Role"]["Fn::GetAtt"][0] in function["DependsOn"]  # its inline policy with it
     training = default_app.template_json("training")["Resources"]
     (run_policy,) = [name for name, r in training.items() if r["Type"] == "AWS::IAM::Policy"]
     (instance,) = [r for r in training.values() if r["Type"] == "AWS::EC2::Instance"]
