@@ -66,8 +66,10 @@ SERVER  Instance types and AMIs are validated (moto's MOTO_EC2_ENABLE_INSTANCE_T
 SERVER  A WaitConditionHandle's Ref is a presigned S3 URL that takes the instance's PUT; moto does
         not model handles (the Ref resolves to the string "None") and completes every WaitCondition
         at once. The handle's Ref becomes a URL of `WaitHandleRecorder` on loopback, which keeps
-        every body the instance PUTs. The wait itself is not emulated: the inference stack is
-        created before the instance has trained (on AWS it waits for SUCCESS).
+        every body the instance PUTs. The wait itself is not emulated, so the round trip deploys
+        a new run as CloudFormation orders it: the stacks up to the training stack, then the
+        instance's boot, then `--all` (test_round_trip.UNTIL_THE_WAIT); on AWS the inference stack,
+        whose serving archive is built from the run's, waits for the instance's SUCCESS.
 SERVER  EC2 has placement groups, and CloudFormation's AWS::EC2::PlacementGroup makes one and gives
         its GroupName; moto has no placement groups at all, and the training cluster's instances
         fail to resolve their PlacementGroupName. The resource is modelled here as a name (moto
@@ -99,6 +101,10 @@ CHECK   DescribeStacks on a deleted stack re-creates that stack's exported resou
         round trip never describes a deleted stack (ListStacks shows the status).
 SERVER  KMS DescribeKey on a key made by CloudFormation answers 500 in moto: its CloudFormation model
         keeps KeyPolicy as a dict where the API model expects JSON text. It is stored as text here.
+SERVER  CloudFormation puts an AWS::IAM::Role's Policies as policy documents (GetRolePolicy answers the
+        JSON) and, when they change on an update, puts the new ones. moto stores each document as
+        the dict it parsed (GetRolePolicy then answers its Python repr) and ignores Policies on
+        update. Here they are stored as JSON text on create and on update.
 CHECK   A stack delete schedules an AWS::KMS::Key for deletion (PendingDeletion for its window); moto
         deletes it at once. Either way no enabled customer key is left, which is what is checked;
         moto's default aws/ebs key is customer-managed there (AWS-managed on AWS) and is skipped.
@@ -473,6 +479,32 @@ def _key_policies_as_text() -> None:
     _finish_created(Key, with_text_policy)
 
 
+def _role_policies_as_cloudformation_puts_them() -> None:
+    """SERVER gap: an AWS::IAM::Role's inline Policies, as JSON text, on create and on update."""
+    from moto.iam.models import Role
+
+    def with_policies(role: Role, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Role:
+        policies = cloudformation_json["Properties"].get("Policies", [])
+        role.policies = {policy["PolicyName"]: json.dumps(policy["PolicyDocument"]) for policy in policies}
+        return role
+
+    _finish_created(Role, with_policies)
+    update = Role.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def update_with_policies(
+        cls: type,
+        original_resource: Role,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Role:
+        updated = update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name)
+        return with_policies(updated, cloudformation_json)
+
+    Role.update_from_cloudformation_json = classmethod(update_with_policies)  # type: ignore[method-assign,assignment]
+
+
 def _accept_graviton_endpoints() -> None:
     """SERVER gap: moto's EndpointConfig knows no ml.c7g.* instance type."""
     from moto.sagemaker import models
@@ -802,6 +834,7 @@ def serve(argv: list[str] | None = None) -> None:
     _update_what_references_an_updated_resource()
     _keep_exports_that_are_in_use()
     _key_policies_as_text()
+    _role_policies_as_cloudformation_puts_them()
     _accept_graviton_endpoints()
     _model_wait_condition_handles(args.wait_handle_url)
     _model_placement_groups()

@@ -24,9 +24,11 @@ import boto3
 
 from inference.serve import free_port
 from tests.e2e.emulator import ACCOUNT, Emulator, WaitHandleRecorder, only_the_vpc_outlived_its_stack
+from tests.project_copy import REPO, project_copy
 
-REPO = Path(__file__).resolve().parents[2]
 REGION = "us-west-2"
+# Installed, not checked in: the copy links to this checkout's.
+INSTALLED = (".venv", "node_modules")
 CDK_TIMEOUT_S = 300
 
 
@@ -78,8 +80,11 @@ class Stack:
 
 
 class LocalAws:
-    def __init__(self, emulator: Emulator, recorder: WaitHandleRecorder, trap: OffMachineTrap, home: Path) -> None:
+    def __init__(
+        self, emulator: Emulator, recorder: WaitHandleRecorder, trap: OffMachineTrap, home: Path, project: Path
+    ) -> None:
         self.emulator = emulator
+        self.project = project
         self.recorder = recorder
         self.trap = trap
         self.home = home
@@ -122,7 +127,7 @@ class LocalAws:
         }
         started = time.monotonic()
         result = subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=CDK_TIMEOUT_S, check=False
+            command, cwd=self.project, env=env, capture_output=True, text=True, timeout=CDK_TIMEOUT_S, check=False
         )
         if result.returncode != 0 and not tolerated(result.stderr):
             raise AssertionError(f"{' '.join(command[:5])} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -188,4 +193,12 @@ def local_aws(root: Path) -> Iterator[LocalAws]:
         emulator = stack.enter_context(
             Emulator(free_port(), REGION, f"{recorder.url}/waitcondition", log=root / "emulator.log")
         )
-        yield LocalAws(emulator, recorder, trap, root)
+        yield LocalAws(emulator, recorder, trap, root, installed_project_copy(root / "project"))
+
+
+def installed_project_copy(target: Path) -> Path:
+    """Where the CLI runs: a copy a test may edit, linked to this checkout's installed packages."""
+    project_copy(target)
+    for name in INSTALLED:
+        (target / name).symlink_to((REPO / name).resolve())
+    return target

@@ -3,10 +3,11 @@
 upload the user's labelled files to S3 -> cdk bootstrap -> cdk deploy --all with their URLs and
 labels -> read back what CloudFormation made -> play the training instance (a failed first boot,
 whose stack is rolled back while its logs stay; then, deployed again, a successful one, then a
-reboot) -> serve the model the endpoint would serve -> deploy a new run that names a missing file,
-whose instance fails within a minute -> deploy the next run on a cluster of two instances -> play
-both nodes, which train as one job -> switch to serving an existing model without training, and
-back -> cdk destroy --all -> nothing billable left. The real CDK CLI, the real aws CLI
+reboot) -> the endpoint's stack puts the handler into the run's archive -> serve the model the
+endpoint would serve -> edit the handler and deploy: a new serving archive, no instance -> deploy a
+new run that names a missing file, whose instance fails within a minute -> deploy the next run on a
+cluster of two instances -> play both nodes, which train as one job -> switch to serving an existing
+model without training, and back -> cdk destroy --all -> nothing billable left. The real CDK CLI, the real aws CLI
 and boto3 talk to moto (tests/e2e/emulator.py lists where moto differs from AWS and how each
 difference is handled).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import shlex
 import subprocess
@@ -31,6 +33,7 @@ from typing import Any
 import pytest
 
 from inference.serve import LocalEndpoint, free_port
+from stacks.inference_stack import HANDLER
 from tests.e2e.emulator import DLAMI_AMI, NEXT_DLAMI_AMI, UNDELETED_TYPES, release_dlami
 from tests.e2e.instance import Boot, EmulatedInstance, on_loopback, user_data
 from tests.e2e.local_aws import LocalAws, Stack, local_aws
@@ -63,6 +66,10 @@ MODEL_IN_CONTAINER = "/workspace/output/inputs/tiny-model"  # where `play` stage
 TRAIN_ARGS = (
     f"--model-name {MODEL_IN_CONTAINER} --epochs 1 --global-batch-size 16 --learning-rate 2e-3 --no-compile --no-bf16"
 )
+# `cdk deploy --all` as far as the training stack's WaitCondition. CloudFormation holds the inference stack
+# there until the instance signals; moto completes the wait at once (tests/e2e/emulator.py), so a new run
+# is deployed this far, its instance played, and then `--all` deploys the inference stack.
+UNTIL_THE_WAIT = (f"{PREFIX}-foundation", f"{PREFIX}-training")
 
 
 def data_url(split: str) -> str:
@@ -105,17 +112,20 @@ def deployed(aws: LocalAws, inputs: dict[str, Path]) -> dict[str, Stack]:
     for split in DATA_KEYS:
         upload(aws, split, inputs[split])
     aws.bootstrap()
-    aws.deploy(**own_data())
-    return {name: aws.stack(f"{PREFIX}-{name}") for name in STACKS}
+    aws.deploy(*UNTIL_THE_WAIT, **own_data())
+    return {name: aws.stack(f"{PREFIX}-{name}") for name in ("foundation", "training")}
 
 
 def upload(aws: LocalAws, split: str, path: Path) -> None:
     aws.client("s3").put_object(Bucket=DATA_BUCKET, Key=DATA_KEYS[split], Body=path.read_bytes())
 
 
-def test_every_stack_is_created(aws: LocalAws, deployed: dict[str, Stack]) -> None:
+def test_the_stacks_up_to_the_wait_are_created_and_the_endpoint_waits_for_the_model(
+    aws: LocalAws, deployed: dict[str, Stack]
+) -> None:
     statuses = aws.stack_statuses()
-    assert {name: statuses[f"{PREFIX}-{name}"] for name in STACKS} == dict.fromkeys(STACKS, "CREATE_COMPLETE")
+    assert {name: statuses[f"{PREFIX}-{name}"] for name in deployed} == dict.fromkeys(deployed, "CREATE_COMPLETE")
+    assert f"{PREFIX}-inference" not in statuses
 
 
 def test_network_has_private_subnets_and_one_nat_gateway(aws: LocalAws, deployed: dict[str, Stack]) -> None:
@@ -142,7 +152,7 @@ def test_buckets_are_encrypted_versioned_and_never_public(aws: LocalAws, deploye
 
 
 def test_what_the_emulator_skips_is_in_the_deployed_templates(aws: LocalAws, deployed: dict[str, Stack]) -> None:
-    """Bucket policies, access logging, alarms and autoscaling: moto accepts them without creating them."""
+    """Bucket policies and access logging: moto accepts them without creating them."""
     foundation = aws.template(f"{PREFIX}-foundation")["Resources"]
     policies = [r for r in foundation.values() if r["Type"] == "AWS::S3::BucketPolicy"]
     assert len(policies) == 2
@@ -150,11 +160,6 @@ def test_what_the_emulator_skips_is_in_the_deployed_templates(aws: LocalAws, dep
         deny = next(s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny")
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert any("LoggingConfiguration" in r.get("Properties", {}) for r in foundation.values())
-    inference = aws.template(f"{PREFIX}-inference")["Resources"]
-    types = [resource["Type"] for resource in inference.values()]
-    assert types.count("AWS::CloudWatch::Alarm") >= 2
-    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types
-    assert "AWS::ApplicationAutoScaling::ScalingPolicy" in types
 
 
 def test_training_instance_is_the_configured_gpu_type_from_the_dlami(aws: LocalAws, deployed: dict[str, Stack]) -> None:
@@ -205,30 +210,6 @@ def test_instance_role_grants_exactly_what_the_user_data_uses(aws: LocalAws, dep
     assert not _allows(role, "s3:ListBucket", f"arn:aws:s3:::{DATA_BUCKET}")
     assert not [statement for statement in role if "kms:Decrypt" in str(statement["Action"])]  # no key named
     assert exports["LABELS"] == ",".join(USER_LABELS)
-
-
-def test_endpoint_serves_the_key_the_instance_writes(aws: LocalAws, deployed: dict[str, Stack]) -> None:
-    model = _model(aws, deployed["inference"])
-    exports = _exports(user_data(aws.client("ec2"), _instance(aws, deployed["training"])["InstanceId"]))
-    artifact_bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    container = model["PrimaryContainer"]
-    assert container["ModelDataUrl"] == exports["MODEL_S3_URI"] == f"s3://{artifact_bucket}/runs/run-1/model.tar.gz"
-    assert container["ModelDataUrl"] == deployed["training"].outputs["ModelDataUrl"]
-    assert container["Image"].endswith("/pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker")
-    assert container["Environment"]["INFERENCE_MODE"] == CONTEXT["inferenceMode"]  # cdk.json's, as deployed
-    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    endpoint_role = _role_policies(aws, deployed["foundation"], "EndpointRole")
-    assert model["ExecutionRoleArn"].endswith("/" + _role_name(deployed["foundation"], "EndpointRole"))
-    assert _allows(endpoint_role, "s3:GetObject", _s3_arn(container["ModelDataUrl"]))
-    assert _allows(endpoint_role, "ecr:BatchGetImage", _repository_arn(container["Image"]))
-    sagemaker = aws.client("sagemaker")
-    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
-    (variant,) = config["ProductionVariants"]
-    assert (variant["ModelName"], variant["InstanceType"]) == (model["ModelName"], "ml.c7g.4xlarge")
-    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{ENDPOINT}")[
-        "logGroups"
-    ]
 
 
 # ---- the training instance ----------------------------------------------------------------------------
@@ -295,9 +276,17 @@ def trained(
     """The user read why, uploaded a good train file and deployed again: the run's new instance trains for
     real (torchrun, two processes)."""
     upload(aws, "train", inputs["train"])
-    aws.deploy(**own_data())
+    aws.deploy(*UNTIL_THE_WAIT, **own_data())
     training = aws.stack(f"{PREFIX}-training")
     return play(aws, training, tmp_path_factory.mktemp("instance"), inputs["model"], package_index)
+
+
+@pytest.fixture(scope="module")
+def served(aws: LocalAws, trained: Played) -> Stack:
+    """The rest of `cdk deploy --all` once the instance signalled: the inference stack."""
+    assert trained.boot.returncode == 0, trained.boot.output[-3000:]
+    aws.deploy(**own_data())
+    return aws.stack(f"{PREFIX}-inference")
 
 
 def test_a_failed_run_signals_failure_with_its_step_and_log_and_uploads_nothing(
@@ -327,11 +316,9 @@ def test_the_failed_runs_log_outlives_the_rollback_of_its_stack(
     assert any("found 'angry'" in message for message in _messages(aws, group, "run-1/training"))
 
 
-def test_a_successful_run_uploads_the_archive_the_endpoint_reads(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played
-) -> None:
+def test_a_successful_run_uploads_its_archive_and_metrics(aws: LocalAws, trained: Played) -> None:
     assert trained.boot.returncode == 0, trained.boot.output[-3000:]
-    model_data_url = _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]
+    model_data_url = aws.stack(f"{PREFIX}-training").outputs["ModelDataUrl"]
     output = trained.instance.work_root / "output"
     assert _get(aws, model_data_url) == (output / "model.tar.gz").read_bytes()
     metrics = json.loads(_get(aws, model_data_url.replace("model.tar.gz", "metrics.json")))
@@ -365,7 +352,7 @@ def test_the_instance_trained_on_the_users_files_with_their_labels(
     for split in DATA_KEYS:
         copied = trained.instance.work_root / "output" / "data" / f"{split}.csv"
         assert copied.read_bytes() == inputs[split].read_bytes()
-    model_data_url = _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]
+    model_data_url = aws.stack(f"{PREFIX}-training").outputs["ModelDataUrl"]
     metrics = json.loads(_get(aws, model_data_url.replace("model.tar.gz", "metrics.json")))
     assert 0 <= metrics["test_recall"] <= 1  # the held-out file was scored
     assert metrics["setup"]["dataset"] == "files"
@@ -395,11 +382,9 @@ def test_a_reboot_finds_the_model_signals_and_trains_nothing(aws: LocalAws, trai
     assert boot.powered_off
 
 
-def test_the_deployed_model_answers_the_recipe_sentence(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played, tmp_path: Path
-) -> None:
+def test_the_deployed_model_answers_the_recipe_sentence(aws: LocalAws, served: Stack, tmp_path: Path) -> None:
     archive = tmp_path / "model.tar.gz"
-    archive.write_bytes(_get(aws, _model(aws, deployed["inference"])["PrimaryContainer"]["ModelDataUrl"]))
+    archive.write_bytes(_get(aws, _model(aws, served)["PrimaryContainer"]["ModelDataUrl"]))
     with tarfile.open(archive) as contents:
         assert "code/inference.py" in contents.getnames()
     with LocalEndpoint(archive, port=free_port()) as endpoint:
@@ -414,10 +399,62 @@ def test_the_deployed_model_answers_the_recipe_sentence(
     assert 0 < reply["score"] <= 1
 
 
+# ---- the endpoint ----
+
+
+def test_the_endpoints_alarms_and_autoscaling_are_in_its_deployed_template(aws: LocalAws, served: Stack) -> None:
+    """Skipped by moto as well (the test above)."""
+    inference = aws.template(served.name)["Resources"]
+    types = [resource["Type"] for resource in inference.values()]
+    assert types.count("AWS::CloudWatch::Alarm") >= 2
+    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types
+    assert "AWS::ApplicationAutoScaling::ScalingPolicy" in types
+
+
+def test_the_endpoint_serves_the_runs_archive_with_the_checkouts_handler(
+    aws: LocalAws, deployed: dict[str, Stack], served: Stack
+) -> None:
+    """The instance writes the run's archive without a handler; the inference stack's function writes the
+    archive the Model reads: that one with inference/inference.py, under a key named by its hash."""
+    model = _model(aws, served)
+    training = aws.stack(f"{PREFIX}-training")
+    exports = _exports(user_data(aws.client("ec2"), _instance(aws, training)["InstanceId"]))
+    artifact_bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    run_archive = f"s3://{artifact_bucket}/runs/run-1/model.tar.gz"
+    assert exports["MODEL_S3_URI"] == training.outputs["ModelDataUrl"] == run_archive
+    container = model["PrimaryContainer"]
+    serving = container["ModelDataUrl"]
+    assert fnmatch.fnmatch(serving, f"s3://{artifact_bucket}/serving/*/{artifact_bucket}/runs/run-1/model.tar.gz")
+    assert served.only("Custom::ServingArchive") == serving
+    run_members = _members(aws, run_archive)
+    assert "code/inference.py" not in run_members
+    assert _members(aws, serving) == {**run_members, "code/inference.py": (aws.project / HANDLER).read_bytes()}
+    assert container["Image"].endswith("/pytorch-inference-arm64:2.6.0-cpu-py312-ubuntu22.04-sagemaker")
+    assert container["Environment"]["INFERENCE_MODE"] == CONTEXT["inferenceMode"]  # cdk.json's, as deployed
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    endpoint_role = _role_policies(aws, deployed["foundation"], "EndpointRole")
+    assert model["ExecutionRoleArn"].endswith("/" + _role_name(deployed["foundation"], "EndpointRole"))
+    assert _allows(endpoint_role, "s3:GetObject", _s3_arn(serving))
+    assert not _allows(endpoint_role, "s3:GetObject", _s3_arn(run_archive))  # only what it serves
+    assert _allows(endpoint_role, "ecr:BatchGetImage", _repository_arn(container["Image"]))
+    builder = _role_policies(aws, served, "ServingArchiveBuilderRole")
+    assert _allows(builder, "s3:GetObject", _s3_arn(run_archive))
+    assert _allows(builder, "s3:PutObject", _s3_arn(serving))
+    assert not _allows(builder, "s3:PutObject", _s3_arn(run_archive))
+    sagemaker = aws.client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = config["ProductionVariants"]
+    assert (variant["ModelName"], variant["InstanceType"]) == (model["ModelName"], "ml.c7g.4xlarge")
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{ENDPOINT}")[
+        "logGroups"
+    ]
+
+
 # ---- later deploys and destroy ------------------------------------------------------------------------
 
 
-def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(aws: LocalAws, trained: Played) -> None:
+def test_a_later_deploy_of_the_same_run_after_a_dlami_release_launches_nothing(aws: LocalAws, served: Stack) -> None:
     """AWS publishes a new DLAMI, the user deploys the same run again: the CLI finds nothing to do."""
     instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
     launched = _every_instance(aws)
@@ -443,22 +480,37 @@ def test_another_dlami_parameter_for_the_same_run_keeps_its_instance_and_ami(aws
     assert training.only("Custom::RunDlami") == DLAMI_AMI  # the physical id the function answered
 
 
-def test_a_new_run_replaces_the_instance_and_the_model(
-    aws: LocalAws, deployed: dict[str, Stack], trained: Played
-) -> None:
+def test_a_handler_edit_reaches_the_endpoint_in_one_deploy_without_an_instance(aws: LocalAws, served: Stack) -> None:
+    """The user edits inference/inference.py and runs `cdk deploy --all`: a new serving archive of the same
+    run, a new Model; the training stack has nothing to do."""
+    instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
+    launched = _every_instance(aws)
+    before = _model(aws, aws.stack(f"{PREFIX}-inference"))["PrimaryContainer"]["ModelDataUrl"]
+    handler = aws.project / HANDLER
+    edited = handler.read_bytes() + b"\n# a day-two edit, which the endpoint must serve\n"
+    handler.write_bytes(edited)
+    output = aws.deploy(dlamiSsmParameter=OTHER_DLAMI_PARAMETER, **own_data())  # the settings deployed last
+    for name in ("foundation", "training"):
+        assert f"{PREFIX}-{name} (no changes)" in output, output[-3000:]
+    assert aws.stack(f"{PREFIX}-training").only("AWS::EC2::Instance") == instance
+    assert _every_instance(aws) == launched
+    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
+    after = model["PrimaryContainer"]["ModelDataUrl"]
+    assert after != before
+    assert _members(aws, after) == {**_members(aws, before), "code/inference.py": edited}
+    _assert_the_endpoint_serves_only(aws, model)
+
+
+def test_a_new_run_replaces_the_instance_and_the_endpoint_keeps_serving_until_it_trained(aws: LocalAws) -> None:
     """Run 2 names a validation file that was never uploaded (the next test boots its instance)."""
     old_instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]
-    old_model = _model(aws, deployed["inference"])["ModelName"]
-    aws.deploy(runId="run-2", **own_data(validationDataUrl=f"s3://{DATA_BUCKET}/{MISSING_KEY}"))
-    training, inference = aws.stack(f"{PREFIX}-training"), aws.stack(f"{PREFIX}-inference")
+    serving = _model(aws, aws.stack(f"{PREFIX}-inference"))
+    aws.deploy(*UNTIL_THE_WAIT, runId="run-2", **own_data(validationDataUrl=f"s3://{DATA_BUCKET}/{MISSING_KEY}"))
+    training = aws.stack(f"{PREFIX}-training")
     new_instance = _instance(aws, training)
     assert new_instance["InstanceId"] != old_instance
     assert new_instance["ImageId"] == NEXT_DLAMI_AMI  # a new run reads the DLAMI again
-    model = _model(aws, inference)
-    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/run-2/model.tar.gz"
-    _assert_the_endpoint_serves_only(aws, model)
-    assert model["ModelName"] != old_model
+    _assert_the_endpoint_serves_only(aws, serving)
     assert _live_instances(aws) == [new_instance["InstanceId"]]
     assert "export RUN_ID='run-2'" in user_data(aws.client("ec2"), new_instance["InstanceId"]).decode()
 
@@ -498,22 +550,14 @@ def new_run(aws: LocalAws, trained: Played) -> NewRun:
     """The next run, on a cluster of two p4d.24xlarge."""
     replaced_instance = _instance(aws, aws.stack(f"{PREFIX}-training"))["InstanceId"]  # run-2's
     replaced_model = _model(aws, aws.stack(f"{PREFIX}-inference"))["ModelName"]
-    aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
+    aws.deploy(*UNTIL_THE_WAIT, runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
     return NewRun(aws.stack(f"{PREFIX}-training"), replaced_instance, replaced_model)
 
 
-def test_a_new_run_on_two_instances_replaces_the_instance_and_the_model(
-    aws: LocalAws, deployed: dict[str, Stack], new_run: NewRun
-) -> None:
+def test_a_new_run_on_two_instances_replaces_the_instance(new_run: NewRun, aws: LocalAws) -> None:
     nodes = new_run.training.physical_ids("AWS::EC2::Instance")
     assert len(nodes) == CLUSTER_NODES
     assert new_run.replaced_instance not in nodes
-    inference = aws.stack(f"{PREFIX}-inference")
-    model = _model(aws, inference)
-    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
-    _assert_the_endpoint_serves_only(aws, model)
-    assert model["ModelName"] != new_run.replaced_model
     assert sorted(_live_instances(aws)) == sorted(nodes)
 
 
@@ -643,6 +687,18 @@ def test_rank_0_writes_the_checkpoint_each_rank_its_rng_state_and_s3_holds_them_
     assert {"trainer_state.json", "model.safetensors", "optimizer.pt", "rng_state_0.pth", "rng_state_1.pth"} <= names
 
 
+def test_the_clusters_archive_replaces_the_model_the_endpoint_serves(
+    aws: LocalAws, deployed: dict[str, Stack], new_run: NewRun, cluster_trained: ClusterPlay
+) -> None:
+    aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
+    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    serving = model["PrimaryContainer"]["ModelDataUrl"]
+    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
+    _assert_the_endpoint_serves_only(aws, model)
+    assert model["ModelName"] != new_run.replaced_model
+
+
 def _node_user_data(aws: LocalAws, new_run: NewRun) -> list[bytes]:
     return [user_data(aws.client("ec2"), node) for node in new_run.training.physical_ids("AWS::EC2::Instance")]
 
@@ -662,16 +718,20 @@ def test_the_modes_switch_there_and_back(aws: LocalAws, deployed: dict[str, Stac
     url = f"s3://{EXTERNAL_MODEL_BUCKET}/{EXTERNAL_MODEL_KEY}"
     training = aws.stack(f"{PREFIX}-training")
     aws.deploy(f"{PREFIX}-foundation", f"{PREFIX}-inference", modelDataUrl=url)
-    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
-    assert model["PrimaryContainer"]["ModelDataUrl"] == url
-    assert _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
+    inference = aws.stack(f"{PREFIX}-inference")
+    serving = _model(aws, inference)["PrimaryContainer"]["ModelDataUrl"]
+    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
+    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{EXTERNAL_MODEL_BUCKET}/{EXTERNAL_MODEL_KEY}"), serving
+    assert _members(aws, serving)["code/inference.py"] == (aws.project / HANDLER).read_bytes()
+    assert _allows(_role_policies(aws, inference, "ServingArchiveBuilderRole"), "s3:GetObject", _s3_arn(url))
+    assert not _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
     assert aws.stack(f"{PREFIX}-training").resources == training.resources  # the last run's stack, untouched
 
     aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
-    bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    model = _model(aws, aws.stack(f"{PREFIX}-inference"))
-    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"
-    assert not _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
+    inference = aws.stack(f"{PREFIX}-inference")
+    serving = _model(aws, inference)["PrimaryContainer"]["ModelDataUrl"]
+    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
+    assert not _allows(_role_policies(aws, inference, "ServingArchiveBuilderRole"), "s3:GetObject", _s3_arn(url))
     assert sorted(aws.stack(f"{PREFIX}-training").physical_ids("AWS::EC2::Instance")) == sorted(
         training.physical_ids("AWS::EC2::Instance")
     )
@@ -797,6 +857,15 @@ def _exports(script: bytes) -> dict[str, str]:
             name, value = line.removeprefix("export ").split("=", 1)
             exports[name] = value.strip("'")
     return exports
+
+
+def _members(aws: LocalAws, url: str) -> dict[str, bytes | None]:
+    """An archive's members by name: a file's bytes, None for a folder."""
+    with tarfile.open(fileobj=io.BytesIO(_get(aws, url))) as archive:
+        return {
+            member.name: extracted.read() if (extracted := archive.extractfile(member)) else None
+            for member in archive.getmembers()
+        }
 
 
 def _get(aws: LocalAws, url: str) -> bytes:
