@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import tarfile
 import tempfile
@@ -136,11 +137,21 @@ def test_startup_failure_is_reported_and_cleaned_up(model_tar: Path, tmp_path: P
             if member.name != "config.json":
                 target.addfile(member, source.extractfile(member) if member.isfile() else None)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the server's workdir lands in tmp_path
-    endpoint = LocalEndpoint(broken, port=free_port(), startup_timeout=60)
-    with pytest.raises(RuntimeError, match=r"(?s)failed to load: /ping answers 500.*model_type"):  # cause: the log
+    failure = _failed_start(broken)
+    if "MODEL_LOG - Traceback" not in failure:
+        # TorchServe 0.12 stops reading a worker's output as soon as the worker disconnects, so now and then
+        # (once in a CI run, under load) the worker's traceback never reaches the log: start it once more.
+        failure = _failed_start(broken)
+    assert re.search(r"(?s)failed to load: /ping answers 500.*model_type", failure)  # the cause, from the log
+    assert not _servers_started_in(str(tmp_path))
+
+
+def _failed_start(archive: Path) -> str:
+    endpoint = LocalEndpoint(archive, port=free_port(), startup_timeout=60)
+    with pytest.raises(RuntimeError) as failed:
         endpoint.start()
     assert endpoint.process is None
-    assert not _servers_started_in(str(tmp_path))
+    return str(failed.value)
 
 
 def _servers_started_in(workdir: str) -> list[int]:
