@@ -8,7 +8,8 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.foundation_stack import FoundationStack
-from stacks.inference_stack import InferenceStack, S3Object
+from stacks.inference_stack import InferenceStack
+from stacks.s3_object import S3Object
 from stacks.security_acknowledgements import acknowledge_findings
 from stacks.settings import Settings, reject_unknown_context
 from stacks.training_stack import TrainingStack

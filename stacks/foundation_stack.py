@@ -15,8 +15,8 @@ from stacks.images import registry_account, repository_name
 from stacks.secure_defaults import SECURE_BUCKET, log_group
 from stacks.settings import Settings
 
-# Model archives of every run, the only artifact objects the endpoint may read.
-# Where the inference stack puts the archives the endpoint serves (stacks/inference_stack.py).
+# Where the inference stack puts the archives the endpoint serves (stacks/inference_stack.py): the only
+# artifact objects the endpoint may read.
 SERVING_ARCHIVES = "serving"
 # ECR actions that pulling an image needs, granted on the DLC registry's repositories only.
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]

@@ -8,7 +8,6 @@ change of this stack alone: a new serving archive, Model and endpoint config, an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from constructs import Construct
 from stacks.foundation_stack import SERVING_ARCHIVES, FoundationStack
 from stacks.functions import python_function
 from stacks.monitoring import Monitoring
+from stacks.s3_object import S3Object
 from stacks.secure_defaults import encryption_key
 from stacks.settings import Settings
 
@@ -42,24 +42,6 @@ HANDLER = Path("inference") / "inference.py"  # from the project root, as the tr
 ARCHIVE_BUILD_MINUTES = 15  # Lambda's limit; ample
 ARCHIVE_BUILD_MEMORY_MB = 2048
 ARCHIVE_BUILD_STORAGE_GIB = 4
-
-
-@dataclass(frozen=True)
-class S3Object:
-    """An object in S3: the archive the endpoint's model comes from (the run's, or the user's `modelDataUrl`),
-    the handler, the serving archive."""
-
-    bucket: str  # a name, or the artifact bucket's token
-    key: str
-
-    @classmethod
-    def from_url(cls, url: str) -> S3Object:
-        bucket, key = url.removeprefix("s3://").split("/", 1)
-        return cls(bucket, key)
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 def vcpus(instance_type: str) -> int:
@@ -146,12 +128,9 @@ class InferenceStack(Stack):
             statements=[
                 iam.PolicyStatement(
                     actions=["s3:GetObject"],
-                    resources=[
-                        self._object_arn(source),
-                        self._object_arn(S3Object(handler.s3_bucket_name, handler.s3_object_key)),
-                    ],
+                    resources=[source.arn(self), S3Object(handler.s3_bucket_name, handler.s3_object_key).arn(self)],
                 ),
-                iam.PolicyStatement(actions=["s3:PutObject"], resources=[self._object_arn(self.serving_archive)]),
+                iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.serving_archive.arn(self)]),
             ],
             retention_days=self.settings.log_retention_days,
             timeout=Duration.minutes(ARCHIVE_BUILD_MINUTES),
@@ -175,9 +154,6 @@ class InferenceStack(Stack):
             service_timeout=Duration.minutes(ARCHIVE_BUILD_MINUTES + 1),  # not CloudFormation's hour
         )
         return archive.get_att_string("ModelDataUrl")
-
-    def _object_arn(self, archive: S3Object) -> str:
-        return f"arn:{self.partition}:s3:::{archive.bucket}/{archive.key}"
 
     def _model(self) -> sagemaker.CfnModel:
         """Network isolation: the container can open no connection at all. It needs none: the archive

@@ -27,6 +27,7 @@ from constructs import Construct
 from stacks.foundation_stack import FoundationStack
 from stacks.functions import python_function
 from stacks.instance_types import GPU_INSTANCE_TYPES
+from stacks.s3_object import S3Object
 from stacks.secure_defaults import egress_only_security_group
 from stacks.settings import Settings
 from stacks.training_cluster import NodePlacement, TrainingCluster
@@ -139,7 +140,7 @@ class TrainingStack(Stack):
         read/write only this run's prefix."""
         bucket = self.foundation.artifact_bucket
         run_prefix = self.settings.run_prefix
-        asset_arns = [self._object_arn(asset.s3_bucket_name, asset.s3_object_key) for asset in assets.values()]
+        asset_arns = [S3Object(asset.s3_bucket_name, asset.s3_object_key).arn(self) for asset in assets.values()]
         return iam.Policy(
             scope,
             "RunAccess",
@@ -180,9 +181,7 @@ class TrainingStack(Stack):
     def _data_access(self) -> list[iam.PolicyStatement]:
         """Exactly the user's data objects (no listing: a missing key then reads as 403, not 404), and
         their KMS key only when named, only through S3 in the key's region."""
-        objects = [
-            self._object_arn(*url.removeprefix("s3://").split("/", 1)) for url in self.settings.data_urls.values()
-        ]
+        objects = [S3Object.from_url(url).arn(self) for url in self.settings.data_urls.values()]
         if not objects:
             return []
         statements = [iam.PolicyStatement(actions=["s3:GetObject"], resources=objects)]
@@ -198,9 +197,6 @@ class TrainingStack(Stack):
                 )
             )
         return statements
-
-    def _object_arn(self, bucket: str, key: str) -> str:
-        return self.format_arn(service="s3", region="", account="", resource=bucket, resource_name=key)
 
     def _instance(self, scope: Construct, construct_id: str, placement: NodePlacement) -> ec2.Instance:
         settings = self.settings
