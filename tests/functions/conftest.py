@@ -1,4 +1,5 @@
-"""The ResponseURL of the custom resource tests: a real HTTP server on loopback that keeps the answers."""
+"""What the custom resource tests share: moto in-process as the AWS the function calls, and a real HTTP
+server on loopback as the ResponseURL, which keeps the answers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from moto import mock_aws
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process, with the region and the fake credentials boto3 needs to sign."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        yield
 
 
 @pytest.fixture

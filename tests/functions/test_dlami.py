@@ -1,13 +1,12 @@
-"""The run's AMI read, against moto's SSM in-process (a parameter of our own: moto refuses /aws/ names)."""
+"""The run's AMI read, against moto's SSM in-process (`fake_aws`, conftest.py; a parameter of our own: moto
+refuses /aws/ names)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions.dlami import resolve
 
@@ -15,14 +14,10 @@ PARAMETER = "/test/dlami/latest/ami-id"
 
 
 @pytest.fixture
-def ssm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        client = boto3.client("ssm")
-        client.put_parameter(Name=PARAMETER, Value="ami-11111111", Type="String", DataType="aws:ec2:image")
-        yield client
+def ssm(fake_aws: None) -> Any:
+    client = boto3.client("ssm")
+    client.put_parameter(Name=PARAMETER, Value="ami-11111111", Type="String", DataType="aws:ec2:image")
+    return client
 
 
 def release(ssm: Any, image_id: str) -> None:

@@ -9,14 +9,12 @@ import json
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from functions import serving_archive
 from stacks.functions import staged_code
@@ -53,18 +51,14 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+def s3(fake_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """moto's S3 with the artifact and asset buckets; the function's /tmp work folder under tmp_path."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
     monkeypatch.setattr(serving_archive, "WORKDIR", tmp_path / "lambda-tmp" / "serving-archive")
-    with mock_aws():
-        client = boto3.client("s3")
-        for bucket in (BUCKET, ASSETS):
-            client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-        client.put_object(Body=HANDLER_FILE.read_bytes(), **serving_archive.s3_object(HANDLER))
-        yield client
+    client = boto3.client("s3")
+    for bucket in (BUCKET, ASSETS):
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    client.put_object(Body=HANDLER_FILE.read_bytes(), **serving_archive.s3_object(HANDLER))
+    return client
 
 
 def put(s3: Any, url: str, body: bytes) -> None:
