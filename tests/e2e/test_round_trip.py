@@ -424,7 +424,7 @@ def test_the_endpoint_serves_the_runs_archive_with_the_checkouts_handler(
     assert exports["MODEL_S3_URI"] == training.outputs["ModelDataUrl"] == run_archive
     container = model["PrimaryContainer"]
     serving = container["ModelDataUrl"]
-    assert fnmatch.fnmatch(serving, f"s3://{artifact_bucket}/serving/*/{artifact_bucket}/runs/run-1/model.tar.gz")
+    assert _is_serving_archive_of(serving, artifact_bucket, run_archive), serving
     assert served.only("Custom::ServingArchive") == serving
     run_members = _members(aws, run_archive)
     assert "code/inference.py" not in run_members
@@ -694,7 +694,7 @@ def test_the_clusters_archive_replaces_the_model_the_endpoint_serves(
     model = _model(aws, aws.stack(f"{PREFIX}-inference"))
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
     serving = model["PrimaryContainer"]["ModelDataUrl"]
-    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
+    assert _is_serving_archive_of(serving, bucket, f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
     _assert_the_endpoint_serves_only(aws, model)
     assert model["ModelName"] != new_run.replaced_model
 
@@ -721,7 +721,7 @@ def test_the_modes_switch_there_and_back(aws: LocalAws, deployed: dict[str, Stac
     inference = aws.stack(f"{PREFIX}-inference")
     serving = _model(aws, inference)["PrimaryContainer"]["ModelDataUrl"]
     bucket = deployed["foundation"].outputs["ArtifactBucketName"]
-    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{EXTERNAL_MODEL_BUCKET}/{EXTERNAL_MODEL_KEY}"), serving
+    assert _is_serving_archive_of(serving, bucket, url), serving
     assert _members(aws, serving)["code/inference.py"] == (aws.project / HANDLER).read_bytes()
     assert _allows(_role_policies(aws, inference, "ServingArchiveBuilderRole"), "s3:GetObject", _s3_arn(url))
     assert not _allows(_role_policies(aws, deployed["foundation"], "EndpointRole"), "s3:GetObject", _s3_arn(url))
@@ -730,7 +730,7 @@ def test_the_modes_switch_there_and_back(aws: LocalAws, deployed: dict[str, Stac
     aws.deploy(runId=CLUSTER_RUN, trainingInstanceCount=str(CLUSTER_NODES), **own_data())
     inference = aws.stack(f"{PREFIX}-inference")
     serving = _model(aws, inference)["PrimaryContainer"]["ModelDataUrl"]
-    assert fnmatch.fnmatch(serving, f"s3://{bucket}/serving/*/{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
+    assert _is_serving_archive_of(serving, bucket, f"s3://{bucket}/runs/{CLUSTER_RUN}/model.tar.gz"), serving
     assert not _allows(_role_policies(aws, inference, "ServingArchiveBuilderRole"), "s3:GetObject", _s3_arn(url))
     assert sorted(aws.stack(f"{PREFIX}-training").physical_ids("AWS::EC2::Instance")) == sorted(
         training.physical_ids("AWS::EC2::Instance")
@@ -857,6 +857,11 @@ def _exports(script: bytes) -> dict[str, str]:
             name, value = line.removeprefix("export ").split("=", 1)
             exports[name] = value.strip("'")
     return exports
+
+
+def _is_serving_archive_of(url: str, artifact_bucket: str, source: str) -> bool:
+    """serving/<handler hash>/<source bucket>/<source key> in the artifact bucket (stacks/inference_stack.py)."""
+    return fnmatch.fnmatch(url, f"s3://{artifact_bucket}/serving/*/{source.removeprefix('s3://')}")
 
 
 def _members(aws: LocalAws, url: str) -> dict[str, bytes | None]:
