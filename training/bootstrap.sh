@@ -278,8 +278,8 @@ cluster_container_options() {
 
 # torchrun's options: a process per GPU, on one instance on a free local port (--standalone); in a
 # cluster, one job of NODE_COUNT nodes whose c10d rendezvous node 0 hosts. A node that gets there
-# first waits for node 0's store (read_timeout) and for the others (join_timeout) as long. torchrun ignores --node-rank with c10d (it orders the
-# nodes itself), so global rank 0 may run on any node.
+# first waits for node 0's store (read_timeout) and for the others (join_timeout) as long. torchrun
+# ignores --node-rank with c10d (it orders the nodes itself), so global rank 0 may run on any node.
 launcher_options() {
   local gpus=$1 timeout=$RENDEZVOUS_TIMEOUT_SECONDS
   if ((NODE_COUNT == 1)); then
